@@ -1,0 +1,38 @@
+"Project hygiene: the exported library matches the notebooks, notebooks are clean, README is generated."
+import json, shutil, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_export_in_sync(tmp_path):
+    "nbdev_export on a copy of the notebooks reproduces the committed package byte for byte."
+    for p in ["nbs", "settings.ini", "setup.py"]:
+        (shutil.copytree if (ROOT / p).is_dir() else shutil.copy)(ROOT / p, tmp_path / p)
+    (tmp_path / "unsupervised_landmarks").mkdir()
+    subprocess.run([str(BIN / "nbdev_export")], cwd=tmp_path, check=True, capture_output=True)
+    fresh = {p.relative_to(tmp_path / "unsupervised_landmarks"): p.read_text()
+             for p in (tmp_path / "unsupervised_landmarks").rglob("*.py")}
+    committed = {p.relative_to(ROOT / "unsupervised_landmarks"): p.read_text()
+                 for p in (ROOT / "unsupervised_landmarks").rglob("*.py") if "__pycache__" not in p.parts}
+    assert sorted(map(str, fresh)) == sorted(map(str, committed)), "modules differ: run nbdev_export"
+    stale = [str(k) for k in fresh if fresh[k] != committed[k]]
+    assert not stale, f"out of date with the notebooks (run nbdev_export): {stale}"
+
+
+def test_notebooks_clean_and_tagged():
+    "Notebooks carry no outputs/execution counts (nbdev_clean), and experiment notebooks keep their parameters tag."
+    for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
+        d = json.loads(nb.read_text())
+        for c in d["cells"]:
+            if c["cell_type"] == "code":
+                assert c.get("execution_count") is None and not c.get("outputs"), f"{nb.name}: run nbdev_clean"
+        if nb.name[:2].isdigit() and int(nb.name[:2]) >= 10:
+            tags = [t for c in d["cells"] for t in c.get("metadata", {}).get("tags", [])]
+            assert "parameters" in tags, f"{nb.name} has no cell tagged 'parameters'"
+
+
+def test_readme_generated():
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "readme.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
