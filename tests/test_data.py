@@ -1,0 +1,178 @@
+"Integration tests for unsupervised_landmarks.data: every loader on its fixture, crops, caching, Torch7, augmentation."
+import struct
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from unsupervised_landmarks.core import ConfigError, DatasetError
+from unsupervised_landmarks.data import (
+    DATASETS, FIXTURES, ArrayDataset, Augmenter, LandmarkDataset, Sample, apply_affine, box_from_points,
+    crop_sample, load_dataset, materialize, read_image, read_t7, register_dataset, write_fixture_celeba, write_t7)
+
+SPLITS = {"celeba": ["train", "val", "test"], "mafl": ["train", "test"], "aflw": ["train", "test"],
+          "ls3d": ["train", "test"], "h36m": ["train", "test"], "bbcpose": ["train", "val", "test"],
+          "cats": ["train", "test"]}
+
+
+def bright(img, pts, thr=200):
+    return np.array([img[int(y), int(x)].min() >= thr for x, y in pts])
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fixtures")
+    out = {}
+    for name, writer in FIXTURES.items():
+        root = base / ("celeba" if name == "mafl" else name)
+        if name == "mafl": out[name] = out["celeba"]; continue
+        out[name] = writer(root)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_loader_on_fixture(name, fixtures, tmp_path):
+    fx = fixtures[name]
+    for split in SPLITS[name]:
+        ds = load_dataset(name, fx["root"], split)
+        assert isinstance(ds, LandmarkDataset)
+        assert len(ds) == fx["sizes"][(name, split)], (name, split)
+        assert ds.name == name and ds.split == split
+        s = ds[0]
+        assert s.image.dtype == np.uint8 and s.image.ndim == 3 and s.image.shape[2] == 3
+        assert s.landmarks.shape == (len(ds.landmark_names), 2) and s.visible.all()
+        assert bright(s.image, s.landmarks).all(), f"{name}/{split}: landmarks not on the fixture dots"
+        x0, y0, x1, y1 = s.box
+        assert x1 > x0 and y1 > y0
+        # crop to 32x32 in memory and through the cache; landmarks map with the stored affine
+        cache = tmp_path / f"{name}-{split}.npz"
+        m = materialize(ds, size=32, cache=cache, progress=False)
+        assert m.images.shape == (len(ds), 32, 32, 3) and cache.is_file()
+        assert m.landmarks.shape == (len(ds), len(ds.landmark_names), 2)
+        for i in range(len(ds)):
+            np.testing.assert_allclose(apply_affine(m.meta["crop_affine"][i], ds[i].landmarks), m.landmarks[i], atol=1e-3)
+        back = ArrayDataset.load(cache)
+        assert back.describe() == m.describe() and np.array_equal(back.images, m.images)
+        assert materialize(ds, size=32, cache=cache, progress=False).images.tobytes() == m.images.tobytes()
+
+
+def test_eval_attributes():
+    c = load_dataset.__globals__["CelebA"]
+    assert (c.eye_idx, c.norm) == ((0, 1), "interocular")
+    ls3d = load_dataset.__globals__["LS3D"]
+    assert ls3d.norm == "box" and ls3d.eye_idx == (36, 45) and len(ls3d.landmark_names) == 68
+    for cls in ["LS3D", "Human36M", "BBCPose", "CatHeads", "CelebA"]:
+        k = load_dataset.__globals__[cls]
+        pairs = np.array(k.flip_pairs)
+        assert pairs.max() < len(k.landmark_names) and len(set(pairs.ravel())) == pairs.size   # disjoint pairs
+
+
+def test_celeba_flat_layout_and_protocol(tmp_path):
+    fx = write_fixture_celeba(tmp_path / "flat", layout="flat")
+    tr = load_dataset("celeba", fx["root"], "train")
+    te = load_dataset("mafl", fx["root"], "test")
+    assert len(tr) == 6 and len(te) == 3
+    assert not {p.name for p in tr.paths} & {p.name for p in te.paths}        # CelebA train excludes MAFL test
+    for s in te:
+        np.testing.assert_allclose(s.landmarks, fx["truth"][Path(s.meta["path"]).name])
+    with pytest.raises(ConfigError, match="variant='wild'"):
+        load_dataset("celeba", fx["root"], box="file")
+
+
+def test_default_root_from_data_dir(tmp_path, monkeypatch):
+    FIXTURES["cats"](tmp_path / "cats")
+    monkeypatch.setenv("UL_DATA_DIR", str(tmp_path))
+    assert len(load_dataset("cats", split="test")) == 1
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_missing_dir_lists_layout(name, tmp_path):
+    with pytest.raises(DatasetError) as e:
+        load_dataset(name, tmp_path / "absent")
+    assert "absent" in str(e.value) and "Expected layout" in str(e.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="Expected layout"):
+        load_dataset(name, tmp_path / "empty")
+
+
+def test_unreadable_image_names_file(fixtures, tmp_path):
+    import shutil
+    root = tmp_path / "cats"
+    shutil.copytree(fixtures["cats"]["root"], root)
+    ds = load_dataset("cats", root, "train")
+    ds.paths[0].write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match=ds.paths[0].name):
+        ds[0]
+    ds.paths[1].unlink()
+    with pytest.raises(DatasetError, match="not found"):
+        ds[1]
+
+
+def test_registry():
+    with pytest.raises(ConfigError, match="known"):
+        load_dataset("no-such-dataset")
+
+    @register_dataset("unit-toy")
+    def toy(root=None, split="train", n=3):
+        return ArrayDataset(np.zeros((n, 8, 8, 3), np.uint8), name="unit-toy", split=split)
+    try:
+        assert len(load_dataset("Unit-Toy", split="test", n=4)) == 4
+    finally:
+        DATASETS.pop("unit-toy")
+
+
+def test_crop_keeps_aspect_and_nan():
+    img = np.zeros((30, 90, 3), np.uint8); img[:, 40:50] = 255            # a vertical bright bar
+    s = Sample(img, [0, 0, 90, 30], [[45, 15], [np.nan, np.nan]])
+    c = crop_sample(s, size=45, enlarge=1.0)                                # scale 0.5, vertical padding
+    assert c.image.shape == (45, 45, 3)
+    assert c.image[:7].max() == 0 and c.image[38:].max() == 0               # padded above and below, not stretched
+    np.testing.assert_allclose(c.landmarks[0], [22.5, 22.5], atol=1e-5)
+    assert np.isnan(c.landmarks[1]).all() and not c.visible[1]
+    cols = np.flatnonzero(c.image[22, :, 0] > 128)
+    assert 19 <= cols.min() and cols.max() <= 25                            # the bar is 5 px wide at half scale
+
+
+def test_t7_formats(tmp_path):
+    for dt in [np.float32, np.float64, np.int64, np.uint8]:
+        a = (np.arange(24).reshape(2, 3, 4) * 3).astype(dt)
+        np.testing.assert_array_equal(read_t7(write_t7(tmp_path / f"{dt.__name__}.t7", a)), a)
+    # a table {1: 2.5, 'k': 'v', 2: true} followed by nothing: numbers, strings, booleans, tables
+    st = lambda t: struct.pack("<i", len(t)) + t.encode()
+    buf = struct.pack("<iii", 3, 1, 3) + struct.pack("<id", 1, 1.0) + struct.pack("<id", 1, 2.5) \
+        + struct.pack("<i", 2) + st("k") + struct.pack("<i", 2) + st("v") \
+        + struct.pack("<id", 1, 2.0) + struct.pack("<ii", 5, 1)
+    (tmp_path / "t.t7").write_bytes(buf)
+    assert read_t7(tmp_path / "t.t7") == {1.0: 2.5, "k": "v", 2.0: True}
+    (tmp_path / "bad.t7").write_bytes(struct.pack("<i", 42))
+    with pytest.raises(DatasetError, match="bad.t7"):
+        read_t7(tmp_path / "bad.t7")
+
+
+def test_augmenter_identity_geometry_and_photometric():
+    x = torch.rand(4, 3, 32, 32); p = torch.rand(4, 5, 2) * 32
+    out, q, v, A = Augmenter(rotation=0, scale=(1, 1), shift=0, photometric=True, seed=0)(x, p)
+    torch.testing.assert_close(q, p, atol=1e-4, rtol=0)
+    torch.testing.assert_close(A, torch.eye(3).repeat(4, 1, 1), atol=1e-5, rtol=0)
+    assert not torch.equal(out, x) and out.min() >= 0 and out.max() <= 1
+    p[1, 2] = float("nan")
+    _, q2, v2, _ = Augmenter(seed=0)(x, p)
+    assert not v2[1, 2] and torch.isnan(q2[1, 2]).all()
+
+
+def test_augmenter_reproducible_and_fast():
+    x = torch.rand(32, 3, 128, 128); p = torch.rand(32, 50, 2) * 128
+    a, b = Augmenter(seed=7), Augmenter(seed=7)
+    ra, rb = a(x, p), b(x, p)
+    assert all(torch.equal(u, w) for u, w in zip(ra[:3], rb[:3])) and torch.equal(ra[3], rb[3])
+    assert not torch.equal(a(x, p)[3], ra[3])                # the generator advances
+    t = time.perf_counter(); a(x, p); dt = time.perf_counter() - t
+    assert dt < 5.0, dt                                      # ~0.1 s on an idle core
+    # the returned affine maps the input points to the output points
+    q = p @ ra[3][:, :2, :2].transpose(1, 2) + ra[3][:, None, :2, 2]
+    torch.testing.assert_close(ra[1], q, atol=1e-3, rtol=0)
+    inside = (ra[1] >= 0).all(-1) & (ra[1] < 128).all(-1)
+    assert torch.equal(ra[2], inside)
