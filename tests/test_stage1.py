@@ -1,0 +1,91 @@
+"Stage 1 run mechanics: resume after a kill reproduces the uninterrupted run; NaN stops the run; config checks."
+import numpy as np
+import pytest
+import torch
+
+import unsupervised_landmarks.stage1 as S1
+from unsupervised_landmarks.core import PointTable, ConfigError
+
+
+def _data(n=16, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    # images with a few bright blobs at fixed "landmark" positions plus noise, so detections have something to find
+    imgs = rng.integers(0, 60, (n, size, size, 3), dtype=np.uint8)
+    pts = np.array([[16, 16], [48, 16], [32, 40], [20, 52], [44, 52]], np.float32)
+    for i in range(n):
+        for j, (x, y) in enumerate(pts + rng.normal(0, 1.5, pts.shape)):
+            imgs[i, int(y) - 2:int(y) + 2, int(x) - 2:int(x) + 2] = 200 + 10 * j
+    lab = PointTable.from_lists([{"x": pts[:, 0] + 0.5, "y": pts[:, 1] + 0.5, "cluster": np.arange(5)} for _ in range(n)])
+    cent = rng.normal(size=(8, 16)).astype(np.float32)
+    return imgs, lab, cent
+
+
+class Killed(Exception):
+    pass
+
+
+def _kill_after(monkeypatch, n_calls):
+    real, count = S1.train_step, [0]
+    def step(*a, **k):
+        count[0] += 1
+        if count[0] > n_calls: raise Killed()
+        return real(*a, **k)
+    monkeypatch.setattr(S1, "train_step", step)
+
+
+@pytest.mark.parametrize("kill_at", [5, 6])   # mid phase 2 (after a mid-phase checkpoint), and right after a relabel
+def test_resume_matches_uninterrupted(tmp_path, monkeypatch, kill_at):
+    imgs, lab, cent = _data()
+    cfg = S1.stage1_config("test", rounds=3, ckpt_every=2)
+    ref = S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "ref", progress=False)
+    _kill_after(monkeypatch, kill_at)
+    with pytest.raises(Killed):
+        S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="resume=True"):
+        S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "run", progress=False)
+    res = S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "run", resume=True, progress=False)
+    for r in range(cfg.rounds + 1):
+        a, b = S1.load_round(tmp_path / "ref", r)[0], S1.load_round(tmp_path / "run", r)[0]
+        np.testing.assert_array_equal(a.offsets, b.offsets)
+        np.testing.assert_array_equal(a["cluster"], b["cluster"])
+        np.testing.assert_allclose(a.xy, b.xy)
+    for k, v in ref.net.state_dict().items():
+        torch.testing.assert_close(v, res.net.state_dict()[k])
+
+
+def test_resume_refuses_other_config(tmp_path):
+    imgs, lab, cent = _data(8)
+    S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", rounds=1), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="another config"):
+        S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", rounds=1, margin=0.3), tmp_path, resume=True, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_checkpoint(tmp_path, monkeypatch):
+    imgs, lab, cent = _data(8)
+    cfg = S1.stage1_config("test", rounds=2, ckpt_every=2)
+    real, count = S1.heatmap_targets, [0]
+    def poisoned(*a, **k):
+        count[0] += 1
+        t = real(*a, **k)
+        return t * float("nan") if count[0] == 6 else t
+    monkeypatch.setattr(S1, "heatmap_targets", poisoned)
+    with pytest.raises(FloatingPointError, match="last good checkpoint"):
+        S1.run_stage1(imgs, lab, cent, cfg, tmp_path, progress=False)
+    ck = torch.load(tmp_path / "checkpoints" / "stage1_last.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    assert (ck["phase"], ck["iter"]) == (1, 4)      # end of the warm-up phase, before the poisoned step of phase 2
+
+
+def test_labels_one_point_per_cluster_per_image(tmp_path):
+    imgs, lab, cent = _data(12)
+    res = S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", rounds=2), tmp_path, progress=False)
+    key = res.labels.image * 1000 + res.labels["cluster"]
+    assert len(np.unique(key)) == len(key)
+    assert (res.labels["cluster"] >= 0).all()
+
+
+def test_wrong_image_size(tmp_path):
+    imgs, lab, cent = _data(4, size=32)
+    with pytest.raises(ConfigError, match="expects 64px"):
+        S1.run_stage1(imgs, lab, cent, S1.stage1_config("test"), tmp_path, progress=False)

@@ -1,0 +1,83 @@
+"Stage 2 mechanics: training with merges, resume, NaN, and the inference API's coordinate mapping."
+import numpy as np
+import pytest
+import torch
+
+import unsupervised_landmarks.stage2 as S2
+from unsupervised_landmarks.core import PointTable, ConfigError, read_jsonl
+from unsupervised_landmarks.hourglass import LandmarkNet, NET_PRESETS
+from unsupervised_landmarks.data import Sample, crop_sample, apply_affine
+
+
+def _data(n=12, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+    pts = np.array([[16, 16], [48, 16], [32, 40]], np.float32)
+    # clusters 0 and 3 label the same place (a split landmark) in alternating images: merging should find them
+    per = []
+    for i in range(n):
+        cl = np.array([0 if i % 2 else 3, 1, 2])
+        per.append({"x": pts[:, 0], "y": pts[:, 1], "cluster": cl})
+    return imgs, PointTable.from_lists(per)
+
+
+def test_run_and_resume(tmp_path, monkeypatch):
+    imgs, lab = _data()
+    torch.manual_seed(0); s1 = LandmarkNet(NET_PRESETS["test"])
+    cfg = S2.stage2_config("test", iters=8, merge_warmup=2, merge_every=3, ckpt_every=2, min_images=1)
+    ref = S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "ref", progress=False)
+    assert ref.net.n_channels == len(ref.channel_clusters) <= 4
+    assert sorted(sum(ref.channel_clusters, [])) == [0, 1, 2, 3]
+    merges = [r for r in read_jsonl(tmp_path / "ref" / "metrics.jsonl") if "merge_step" in r]
+    assert [m["iter"] for m in merges] == [2, 5]
+    # kill in the middle, then resume: the same weights and channel map as the uninterrupted run
+    real, count = S2.gaussian_targets, [0]
+    def killer(*a, **k):
+        count[0] += 1
+        if count[0] == 6: raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(S2, "gaussian_targets", killer)
+    with pytest.raises(KeyboardInterrupt):
+        S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    res = S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "run", resume=True, progress=False)
+    assert res.channel_clusters == ref.channel_clusters
+    for k, v in ref.net.state_dict().items():
+        torch.testing.assert_close(v, res.net.state_dict()[k])
+    with pytest.raises(ConfigError, match="another config"):
+        S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", sigma=2.0), tmp_path / "run", resume=True, progress=False)
+
+
+def test_merge_plan_merges_split_landmark():
+    xy = np.tile(np.array([[10, 10], [40, 10], [10, 11], [30, 40]], np.float32), (20, 1, 1))
+    pk = np.full((20, 4), 0.9)
+    conf, ov = S2.channel_overlap(xy, pk, stride=4)
+    groups = S2.plan_merges(conf, ov, sizes=np.array([20, 15, 10, 12]))
+    assert groups == [[0, 2], [1], [3]]
+
+
+def test_nan_stops(tmp_path, monkeypatch):
+    imgs, lab = _data()
+    s1 = LandmarkNet(NET_PRESETS["test"])
+    monkeypatch.setattr(S2, "gaussian_targets", lambda p, grid, stride, sigma: torch.full((*p.shape[:2], grid, grid), float("nan")))
+    with pytest.raises(FloatingPointError, match="stage 2"):
+        S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1), tmp_path, progress=False)
+
+
+def test_detector_maps_back_to_image_coordinates(tmp_path):
+    imgs, lab = _data()
+    s1 = LandmarkNet(NET_PRESETS["test"])
+    S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1), tmp_path, progress=False)
+    det = S2.LandmarkDetector.load(tmp_path)
+    big = np.random.default_rng(1).integers(0, 255, (2, 150, 200, 3), dtype=np.uint8)
+    boxes = np.array([[40, 30, 120, 110], [10, 20, 90, 140]], np.float32)
+    xy, vis, peak = det(list(big), boxes)
+    assert xy.shape == (2, det.K, 2) and vis.shape == (2, det.K)
+    # the same points computed by hand: crop, predict in the crop, invert the crop's affine
+    for i in range(2):
+        s = crop_sample(Sample(big[i], boxes[i], None, None, {}), det.in_size, det.enlarge)
+        pc, _, _ = det.predict_crops(s.image[None])
+        back = apply_affine(np.linalg.inv(np.vstack([s.meta["crop_affine"], [0, 0, 1]]))[:2], pc[0])
+        np.testing.assert_allclose(xy[i], back, atol=1e-3)
+    with pytest.raises(FileNotFoundError, match="stage2_final.pt"):
+        S2.LandmarkDetector.load(tmp_path / "nope")
