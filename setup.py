@@ -33,5 +33,6 @@ setuptools.setup(
     extras_require={"dev": dev_requirements},
     python_requires=">=" + cfg["min_python"],
     zip_safe=False,
-    entry_points={"nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
+    entry_points={"nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],
+                  "console_scripts": ["ul-train=unsupervised_landmarks.pipeline:train_cli"]},
 )
