@@ -89,3 +89,17 @@ def test_wrong_image_size(tmp_path):
     imgs, lab, cent = _data(4, size=32)
     with pytest.raises(ConfigError, match="expects 64px"):
         S1.run_stage1(imgs, lab, cent, S1.stage1_config("test"), tmp_path, progress=False)
+
+
+def test_equivariance_pairing(tmp_path):
+    "The equivariance ablation pairs an image only with itself and gives every point its own class."
+    imgs, lab, cent = _data(8)
+    cfg = S1.stage1_config("test", rounds=1, pairing="equivariance")
+    t = S1.training_labels(lab, cfg)
+    assert len(np.unique(t["cluster"])) == len(t)
+    res = S1.run_stage1(imgs, lab, cent, cfg, tmp_path, progress=False)
+    assert "cluster" in res.labels
+    steps = [r for r in S1.read_jsonl(tmp_path / "metrics.jsonl") if "n_pos" in r]
+    assert steps and all(r["n_pos"] > 0 for r in steps)
+    with pytest.raises(ConfigError, match="unknown pairing"):
+        S1.training_labels(lab, S1.stage1_config("test", pairing="nope"))
