@@ -1,0 +1,157 @@
+"""Tests of unsupervised_landmarks.clustering (outliers, k-means, thresholds, per-image assignment, stage 0)."""
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from unsupervised_landmarks.core import PointTable, ConfigError
+from unsupervised_landmarks.clustering import (assign_chunks, assign_labels, cluster_thresholds, hard_mixture, inertia,
+                                               kmeans, kmeanspp_init, knn_density, remove_outliers, round_report, stage0)
+
+
+def random_table(n_img=400, D=16, max_pts=30, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, max_pts, n_img)
+    n = int(counts.sum())
+    return PointTable(np.concatenate([[0], np.cumsum(counts)]),
+                      {"x": rng.uniform(0, 100, n).astype(np.float32), "y": rng.uniform(0, 100, n).astype(np.float32),
+                       "desc": rng.normal(size=(n, D)).astype(np.float32)})
+
+
+def test_no_cluster_gets_two_points_of_one_image():
+    t = random_table(max_pts=40)                  # many collisions; some images have more points than clusters
+    M = 25
+    C = kmeans(t["desc"], M, seed=0, niter=10)
+    near, dist = assign_chunks(t["desc"], C)
+    thr = cluster_thresholds(dist, near, M, n_std=10.0)     # generous: nearly all pairs accepted
+    for gated in (False, True):
+        lab = assign_labels(t, C, thr, chunk=777, gated=gated)
+        key = lab.image * M + lab["cluster"]
+        assert len(np.unique(key)) == len(key)
+        assert (lab.counts <= np.minimum(t.counts, M)).all()
+        assert (lab["cluster"] >= 0).all() and (lab["cluster"] < M).all()
+
+
+def test_assignment_equals_per_image_hungarian():
+    "The nearest-centroid fast path and the chunking give exactly the per-image LSA of the paper."
+    t = random_table(n_img=150, seed=2)
+    M = 20
+    C = kmeans(t["desc"], M, seed=1, niter=10)
+    thr = np.full(M, np.inf, np.float32)
+    lab = assign_labels(t, C, thr, chunk=100, keep_unassigned=True)
+    ref = np.full(len(t), -1)
+    for i in range(t.n_images):
+        s = t.rows(i)
+        D = np.linalg.norm(t["desc"][s][:, None] - C[None], axis=-1)
+        r, c = linear_sum_assignment(D)
+        ref[s.start + r] = c
+    np.testing.assert_array_equal(lab["cluster"], ref)
+
+
+def test_thresholds_drop_far_points():
+    rng = np.random.default_rng(0)
+    C = np.array([[0, 0], [10, 0]], np.float32)
+    near_pts = rng.normal(0, 0.3, (200, 2)).astype(np.float32) + C[rng.integers(0, 2, 200)]
+    far_pts = np.array([[5, 6], [-4, -4], [14, 5]], np.float32)      # far from both centroids
+    x = np.concatenate([near_pts, far_pts])
+    nearest, dist = assign_chunks(x, C)
+    thr = cluster_thresholds(dist, nearest, 2)
+    for j in range(2):
+        d = dist[nearest == j]
+        assert thr[j] == pytest.approx(d.mean() + d.std(), rel=1e-4)
+    # one image per point: only the threshold can drop a point
+    t = PointTable(np.arange(len(x) + 1), {"x": np.zeros(len(x), np.float32), "y": np.zeros(len(x), np.float32), "desc": x})
+    lab = assign_labels(t, C, thr, keep_unassigned=True)
+    assert (lab["cluster"][-3:] == -1).all()
+    assert (lab["cluster"][:-3] >= 0).mean() > 0.7                    # ~84% of a Gaussian lies under mean + 1 std
+    assert (lab["dist"][lab["cluster"] >= 0] <= thr[lab["cluster"][lab["cluster"] >= 0]]).all()
+    assert cluster_thresholds(np.array([1.0]), np.array([0]), 3)[1:].tolist() == [-1.0, -1.0]   # empty clusters take nothing
+
+
+def test_warm_start_reproduces_clusters():
+    x, lab, _ = hard_mixture(n=4000, M=12, D=16, seed=3)
+    C = kmeans(x, 12, seed=0, niter=50)
+    n1, _ = assign_chunks(x, C)
+    C2 = kmeans(x, 12, init=C, seed=123, niter=10)
+    n2, _ = assign_chunks(x, C2)
+    np.testing.assert_array_equal(n1, n2)                          # same ids, same members
+    np.testing.assert_allclose(C2, C, atol=1e-4)
+    with pytest.raises(ConfigError):
+        kmeans(x, 12, init=C[:, :8])
+
+
+def test_kmeanspp_beats_random_start_on_hard_data():
+    x, _, centres = hard_mixture(n=6000, M=60, D=32, seed=1)
+    pp = [inertia(x, kmeans(x, 60, seed=s, niter=15)) for s in range(2)]
+    rnd = [inertia(x, kmeans(x, 60, seed=s, niter=15, kmeanspp=False)) for s in range(2)]
+    assert max(pp) < min(rnd)
+    assert np.mean(pp) < 1.5 * inertia(x, centres)
+    c = kmeanspp_init(x, 60, seed=0)
+    assert c.shape == (60, 32) and len(np.unique(c, axis=0)) == 60
+
+
+def test_kmeans_fits_on_a_sample_and_is_seeded():
+    x, _, _ = hard_mixture(n=5000, M=10, D=8, seed=0)
+    a = kmeans(x, 10, seed=4, max_sample=800)
+    b = kmeans(x, 10, seed=4, max_sample=800)
+    np.testing.assert_array_equal(a, b)
+    assert inertia(x, a) < 2 * inertia(x, kmeans(x, 10, seed=4))
+
+
+def test_outlier_removal_drops_isolated_points():
+    rng = np.random.default_rng(5)
+    blobs = np.repeat(rng.normal(0, 1, (5, 32)), 200, 0) + rng.normal(0, 0.05, (1000, 32))
+    iso = rng.normal(0, 4, (50, 32))
+    x = np.concatenate([blobs, iso]).astype(np.float32)
+    perm = rng.permutation(len(x)); x = x[perm]
+    is_iso = perm >= 1000
+    for kw in [{}, {"max_ref": 300}, {"max_ref": 300, "approx": True}]:
+        keep = remove_outliers(x, k=20, drop=50 / 1050, **kw)
+        assert keep.sum() == 1000
+        np.testing.assert_array_equal(keep, ~is_iso)
+    d = knn_density(x, k=20)
+    assert d[is_iso].min() > d[~is_iso].max()
+
+
+def test_float16_memmap_inputs(tmp_path):
+    t = random_table(n_img=100, D=8, seed=7)
+    path = tmp_path / "desc.npy"
+    np.save(path, t["desc"].astype(np.float16))
+    mm = np.load(path, mmap_mode="r")
+    C = kmeans(t["desc"], 10, seed=0, niter=5)
+    n32, d32 = assign_chunks(t["desc"], C, chunk=50)
+    n16, d16 = assign_chunks(mm, C, chunk=50)
+    assert (n32 == n16).mean() > 0.98 and np.abs(d32 - d16).max() < 0.02
+    t16 = PointTable(t.offsets, {**t.columns, "desc": mm})
+    thr = cluster_thresholds(d16, n16, 10)
+    lab = assign_labels(t16, C, thr, chunk=64)
+    assert len(np.unique(lab.image * 10 + lab["cluster"])) == len(lab)
+    assert len(remove_outliers(mm, k=5, drop=0.2, chunk=100)) == len(t)
+
+
+def test_stage0_end_to_end_and_report(tmp_path):
+    rng = np.random.default_rng(0)
+    n_img, L, D = 80, 5, 16
+    proto = rng.normal(size=(L, D))
+    gt = rng.uniform(10, 90, (n_img, L, 2)).astype(np.float32)
+    vis = rng.random((n_img, L)) < 0.8
+    rows = []
+    for i in range(n_img):
+        v = np.flatnonzero(vis[i])
+        xy = np.concatenate([gt[i, v], rng.uniform(0, 100, (3, 2))])
+        d = np.concatenate([proto[v] + rng.normal(0, 0.1, (len(v), D)), rng.normal(0, 2, (3, D))])
+        rows.append({"x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32), "desc": d.astype(np.float32)})
+    t = PointTable.from_lists(rows)
+    labels, C, info = stage0(t, M=10, drop=0.25, k=10, seed=0, gt=gt, vis=vis, r=1.0)
+    assert C.shape == (10, D) and info["n_after_outliers"] == len(t) - int(0.25 * len(t))
+    assert info["nmi"] > 0.9 and info["landmarks_covered"] == L
+    assert sum(info["cluster_sizes"]) == len(labels) == info["n_labels"]
+    labels.save(tmp_path / "labels.npz")
+    back = PointTable.load(tmp_path / "labels.npz")
+    np.testing.assert_array_equal(back["cluster"], labels["cluster"])
+    # a second round warm-started from the first round's centroids keeps the labels
+    labels2, C2, _ = stage0(t, M=10, drop=0.25, k=10, seed=0, init=C)
+    assert (labels2["cluster"] == labels["cluster"]).mean() > 0.95
+    rep = round_report(labels, 10)
+    assert "nmi" not in rep and rep["points_per_image"] == pytest.approx(len(labels) / n_img)
+    with pytest.raises(ConfigError):
+        stage0(PointTable(t.offsets, {"x": t["x"], "y": t["y"]}))          # no descriptors

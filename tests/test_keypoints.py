@@ -1,0 +1,229 @@
+"""Tests of unsupervised_landmarks.keypoints. SuperPoint tests use RANDOM weights saved in the public
+superpoint_v1.pth format: they check the format and the geometry, never detection quality."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from unsupervised_landmarks.core import ConfigError, PointTable
+from unsupervised_landmarks.keypoints import (ORB, SIFT, SUPERPOINT_V1_SHAPES, GroundTruthNoise, SuperPoint, SuperPointNet,
+                                              detect_dataset, inside_box, load_superpoint_weights, point_nms)
+
+EXPECTED_KEYS = [f"{n}.{p}" for n in ["conv1a", "conv1b", "conv2a", "conv2b", "conv3a", "conv3b", "conv4a", "conv4b",
+                                      "convPa", "convPb", "convDa", "convDb"] for p in ["weight", "bias"]]
+
+
+def textured(seed=0, size=96):
+    import cv2
+    r = np.random.default_rng(seed)
+    im = (r.random((size, size, 3)) * 40 + 100).astype(np.uint8)
+    for _ in range(15):
+        x, y = (int(v) for v in r.integers(0, size, 2)); w = int(r.integers(3, 14))
+        cv2.rectangle(im, (x, y), (x + w, y + w), tuple(int(v) for v in r.integers(0, 256, 3)), -1)
+    return im
+
+
+class Evil:  # an arbitrary object in a pickle: refused by torch.load(weights_only=True)
+    pass
+
+
+@pytest.fixture(scope="module")
+def sp_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "superpoint_v1.pth"
+    torch.save(SuperPointNet().state_dict(), path)
+    return path
+
+
+def sp(path, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SuperPoint(weights=path, device="cpu", conf_thresh=0.0155, **kw)
+
+
+# ---------------------------------------------------------------- NMS
+def test_nms_keeps_stronger_of_two_close_points():
+    xy = np.array([[10.0, 10.0], [11.0, 10.5]], np.float32)
+    np.testing.assert_array_equal(point_nms(xy, np.array([0.2, 0.7]), radius=2.0), [False, True])
+    np.testing.assert_array_equal(point_nms(xy, np.array([0.9, 0.7]), radius=2.0), [True, False])
+    np.testing.assert_array_equal(point_nms(xy, np.array([0.2, 0.7]), radius=1.0), [True, True])   # farther than radius
+
+
+def _nms_loop(xy, sc, r):
+    keep = np.zeros(len(xy), bool)
+    for i in np.argsort(-sc, kind="stable"):
+        if not any(np.hypot(*(xy[i] - xy[j])) < r for j in np.flatnonzero(keep)):
+            keep[i] = True
+    return keep
+
+
+def test_nms_matches_sequential_greedy_batched():
+    rng = np.random.default_rng(1)
+    B, N = 6, 80
+    xy = rng.uniform(0, 50, (B, N, 2)).astype(np.float32)
+    sc = rng.random((B, N)).astype(np.float32)
+    valid = rng.random((B, N)) < 0.8
+    keep = point_nms(torch.tensor(xy), torch.tensor(sc), 5.0, valid=torch.tensor(valid), max_pairs=2 * N * N)
+    for b in range(B):
+        ref = np.zeros(N, bool)
+        ref[valid[b]] = _nms_loop(xy[b][valid[b]], sc[b][valid[b]], 5.0)
+        np.testing.assert_array_equal(keep[b].numpy(), ref)
+
+
+# ---------------------------------------------------------------- SuperPoint format
+def test_superpoint_state_dict_round_trip(sp_weights):
+    sd = torch.load(sp_weights, weights_only=True)
+    assert list(sd.keys()) == EXPECTED_KEYS                      # exact names, in the public file's order
+    assert {k: tuple(v.shape) for k, v in sd.items()} == SUPERPOINT_V1_SHAPES
+    assert SUPERPOINT_V1_SHAPES["conv1a.weight"] == (64, 1, 3, 3)      # grayscale input
+    assert SUPERPOINT_V1_SHAPES["convPb.weight"] == (65, 256, 1, 1)    # 64 cells + dust-bin
+    assert SUPERPOINT_V1_SHAPES["convDb.weight"] == (256, 256, 1, 1)
+    model = sp(sp_weights)
+    for k, v in model.net.state_dict().items():
+        assert torch.equal(v, sd[k])
+    out = SuperPointNet(); out.load_state_dict(sd, strict=True)
+    x = torch.rand(2, 1, 40, 48)
+    for a, b in zip(out(x), model.net(x)):
+        torch.testing.assert_close(a, b)
+    logits, desc = model.net(x)
+    assert logits.shape == (2, 65, 5, 6) and desc.shape == (2, 256, 5, 6)
+    torch.testing.assert_close(desc.norm(dim=1), torch.ones(2, 5, 6))
+
+
+def test_superpoint_wrapped_and_bad_files(sp_weights, tmp_path):
+    sd = torch.load(sp_weights, weights_only=True)
+    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}}, tmp_path / "wrapped.pth")
+    assert set(load_superpoint_weights(tmp_path / "wrapped.pth")) == set(SUPERPOINT_V1_SHAPES)
+    bad = dict(sd); bad["convDb.weight"] = torch.zeros(128, 256, 1, 1)
+    torch.save(bad, tmp_path / "shape.pth")
+    with pytest.raises(ConfigError, match="convDb.weight"):
+        load_superpoint_weights(tmp_path / "shape.pth")
+    (tmp_path / "junk.pth").write_bytes(b"\x00junk")
+    with pytest.raises(ConfigError, match="junk.pth"):
+        load_superpoint_weights(tmp_path / "junk.pth")
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(ConfigError, match="evil.pth"):
+        load_superpoint_weights(tmp_path / "evil.pth")
+    with pytest.raises(FileNotFoundError, match="non-commercial"):
+        load_superpoint_weights(tmp_path / "nope.pth")
+
+
+class _DotNet(nn.Module):
+    "Fake SuperPoint network: the keypoint is the brightest pixel of each 8x8 cell if it is bright."
+    def forward(self, x):
+        B, _, H, W = x.shape
+        cells = F.pixel_unshuffle(x * 40, 8)                                 # (B,64,H/8,W/8)
+        logits = torch.cat([cells, torch.full_like(cells[:, :1], 8.0)], 1)   # dust-bin wins on dark cells
+        return logits, F.normalize(torch.ones(B, 256, H // 8, W // 8), dim=1)
+
+
+def test_superpoint_multiscale_maps_points_back(sp_weights):
+    im = np.zeros((96, 96, 3), np.uint8)
+    p = np.array([40.5, 52.5])                                          # pixel (40, 52)
+    im[52, 40] = 255
+    box = np.array([20, 30, 90, 80], np.float32)                         # off-centre box: centre (55, 55)
+    model = sp(sp_weights, scales=(1.0, 1.3, 1.6), nms_radius=2, border=2)
+    model.net = _DotNet()
+    per_scale = []
+    for s in (1.0, 1.3, 1.6):
+        m = sp(sp_weights, scales=(s,), nms_radius=2, border=2); m.net = _DotNet()
+        r = m(im, box)
+        assert len(r["xy"]) >= 1
+        per_scale.append(r["xy"][0])
+        assert np.abs(r["xy"][0] - p).max() <= 1.0 / s + 1e-4, (s, r["xy"])   # zoom about the box centre, mapped back
+    merged = model(im, box)
+    assert len(merged["xy"]) == 1                                        # the three scales merge into one point
+    assert np.abs(merged["xy"][0] - p).max() <= 1.0
+
+
+# ---------------------------------------------------------------- never outside the box
+@pytest.mark.parametrize("name", ["sift", "orb", "superpoint", "gt"])
+def test_initializer_never_outside_box(name, sp_weights):
+    rng = np.random.default_rng(3)
+    init = {"sift": SIFT(), "orb": ORB(), "superpoint": sp(sp_weights, top_k=100),
+            "gt": GroundTruthNoise(fraction=1.0, n_noise=10, desc=SIFT(), seed=1)}[name]
+    total = 0
+    for i in range(4):
+        im = textured(i)
+        x0, y0 = rng.uniform(0, 40, 2); x1, y1 = x0 + rng.uniform(20, 50), y0 + rng.uniform(20, 50)
+        box = np.array([x0, y0, x1, y1], np.float32)
+        kw = {}
+        if name == "gt":
+            kw = dict(landmarks=rng.uniform(0, 96, (12, 2)).astype(np.float32), visible=np.ones(12, bool), index=i)
+        r = init(im, box, **kw)
+        assert inside_box(r["xy"], box).all(), (name, box, r["xy"][~inside_box(r["xy"], box)])
+        assert r["xy"].dtype == np.float32 and r["desc"].dtype == np.float32
+        assert r["desc"].shape == (len(r["xy"]), init.dim) and r["score"].shape == (len(r["xy"]),)
+        if len(r["xy"]):
+            np.testing.assert_allclose(np.linalg.norm(r["desc"], axis=1), 1.0, atol=1e-4)
+        total += len(r["xy"])
+    assert total > 0
+
+
+def test_sift_rootsift_and_dims():
+    im, box = textured(5), np.array([0, 0, 96, 96], np.float32)
+    a, b = SIFT(root=True)(im, box), SIFT(root=False)(im, box)
+    np.testing.assert_allclose(a["xy"], b["xy"])
+    # RootSIFT = sqrt of the L1-normalised SIFT vector: squaring recovers a vector proportional to SIFT
+    sq = a["desc"] ** 2
+    np.testing.assert_allclose(sq / sq.sum(1, keepdims=True), b["desc"] / b["desc"].sum(1, keepdims=True), atol=1e-5)
+    assert SIFT().dim == 128 and ORB().dim == 256
+    o = ORB()(im, box)
+    np.testing.assert_allclose(np.abs(o["desc"]), 1 / 16)
+
+
+def test_ground_truth_noise_fraction_and_descriptors():
+    lm = np.stack(np.meshgrid(np.arange(20, 80, 15.0), np.arange(20, 80, 15.0)), -1).reshape(-1, 2).astype(np.float32)
+    vis = np.ones(len(lm), bool); vis[:3] = False
+    g = GroundTruthNoise(fraction=0.5, n_noise=7, seed=4)
+    ids = g.landmark_ids(len(lm))
+    assert len(ids) == 8
+    box = np.array([0, 0, 96, 96], np.float32)
+    r = g(textured(0), box, lm, vis, index=0)
+    n_true = int(vis[ids].sum())
+    assert len(r["xy"]) == n_true + 7
+    is_true = (np.abs(r["xy"][:, None] - lm[None]).sum(-1) < 1e-6).any(1)
+    assert is_true.sum() == n_true
+    # borrowed descriptors equal the source initializer's at the same points
+    s = SIFT()
+    gs = GroundTruthNoise(fraction=1.0, n_noise=0, desc=s)
+    r2 = gs(textured(0), box, lm, vis, index=0)
+    d, ok = s.describe(textured(0), r2["xy"])
+    np.testing.assert_allclose(r2["desc"], d[ok], atol=1e-6)
+
+
+def test_detect_dataset_on_array_dataset(sp_weights):
+    data = pytest.importorskip("unsupervised_landmarks.data")
+    n = 4
+    imgs = np.stack([textured(i, 64) for i in range(n)])
+    boxes = np.tile(np.array([8, 8, 56, 56], np.float32), (n, 1))
+    lms = np.tile(np.array([[20, 20], [40, 40]], np.float32), (n, 1, 1))
+    try:
+        ds = data.ArrayDataset(images=imgs, boxes=boxes, landmarks=lms, visible=np.ones((n, 2), bool))
+    except TypeError:
+        pytest.skip("ArrayDataset constructor differs")
+    for init in [SIFT(), sp(sp_weights, top_k=20)]:
+        t = detect_dataset(init, ds, progress=False, batch_size=3)
+        assert isinstance(t, PointTable) and t.n_images == n and set(t.columns) == {"x", "y", "score", "desc"}
+        assert t["desc"].shape == (len(t), init.dim)
+        assert inside_box(t.xy, boxes[0]).all()
+        single = init(imgs[3], boxes[3])
+        np.testing.assert_allclose(t.points(3), single["xy"], atol=1e-4)
+    t = detect_dataset(GroundTruthNoise(n_noise=2), ds, progress=False, landmarks=ds.landmarks, visible=ds.visible)
+    assert list(t.counts) == [4] * n
+
+
+def test_superpoint_odd_image_size_and_describe(sp_weights):
+    im = textured(2, 96)[:70, :83]                                   # not multiples of 8: padded internally
+    box = np.array([5, 5, 80, 66], np.float32)
+    model = sp(sp_weights, top_k=40)
+    r = model(im, box)
+    assert len(r["xy"]) > 0 and inside_box(r["xy"], box).all()
+    assert (r["xy"][:, 0] < 83).all() and (r["xy"][:, 1] < 70).all()
+    d, ok = model.describe(im, r["xy"])                             # descriptors at given points = scale-1 descriptors
+    assert ok.all()
+    np.testing.assert_allclose(d, r["desc"], atol=1e-5)
