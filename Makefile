@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make train   create .venv if needed, install, run the main experiment notebook on SynthHeads
 #   make test    same install, then nbdev_test (every notebook) and pytest tests/
+#   make docs    same install, then build the docs site into site/ (offline: Sphinx + MyST-NB; tools/build_docs.py)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ PRESET ?= cpu
 DATASET ?= synthheads
 NB_WORKERS ?= 2
 
-.PHONY: install train test nbtest pytest readme docs clean-nbs export check bench
+.PHONY: install train test nbtest pytest readme docs docs-check clean-nbs export check bench
 
 $(STAMP): settings.ini setup.py constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,8 @@ nbtest: install
 pytest: install
 	$(BIN)/python -m pytest -q tests
 
+# several processes share 2 cores in the tests: OpenMP threads that spin-wait (torch, faiss) slow each other ~10x
+test nbtest pytest: export OMP_WAIT_POLICY = PASSIVE
 test: install
 	$(BIN)/nbdev_test --n_workers $(NB_WORKERS)
 	$(BIN)/python -m pytest -q tests
@@ -44,3 +47,11 @@ export: install
 
 readme: install
 	$(BIN)/python tools/readme.py
+
+# The docs site from the notebooks (executed like nbdev_test, cached in .docs_build/), one page per notebook plus
+# API pages; `make docs-check` opens every page in headless Chromium (apt-get install -y chromium).
+docs: install
+	$(BIN)/python tools/build_docs.py --out site --workers $(NB_WORKERS)
+
+docs-check: docs
+	$(BIN)/python tools/check_docs.py site
