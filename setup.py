@@ -34,5 +34,6 @@ setuptools.setup(
     python_requires=">=" + cfg["min_python"],
     zip_safe=False,
     entry_points={"nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],
-                  "console_scripts": ["ul-train=unsupervised_landmarks.pipeline:train_cli"]},
+                  "console_scripts": ["ul-train=unsupervised_landmarks.pipeline:train_cli",
+                                      "ul-sweep=unsupervised_landmarks.sweep:sweep_cli"]},
 )
