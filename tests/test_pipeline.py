@@ -63,3 +63,17 @@ def test_missing_data_root_fails_fast(tmp_path, dataset):
     assert time.time() - t < 60
     assert "DatasetError" in str(e.value) and "nothing_here" in str(e.value)
     assert not (tmp_path / "r" / "stage0").exists()        # nothing ran
+
+
+def test_run_experiment_resumes_its_own_run(tmp_path):
+    "run_experiment records the resolved crop without changing the config it compares on resume."
+    from unsupervised_landmarks.pipeline import experiment_config, run_experiment
+    from unsupervised_landmarks.core import ConfigError
+    root = tmp_path / "aflw"; FIXTURES["aflw"](root)
+    cfg = experiment_config("aflw", "test", data_root=str(root))
+    a = run_experiment(cfg, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["crop_enlarge"] == a.train.enlarge
+    b = run_experiment(cfg, tmp_path / "run", resume=True, progress=False)
+    assert [r["forward_nme"] for r in a.results["rows"]] == [r["forward_nme"] for r in b.results["rows"]]
+    with pytest.raises(ConfigError, match="another config"):
+        run_experiment(experiment_config("aflw", "test", data_root=str(root), seed=1), tmp_path / "run", resume=True, progress=False)
