@@ -356,6 +356,10 @@ def build(out: Path = ROOT / "site", work: Path = ROOT / ".docs_build", workers:
     t_exec = time.time() - t0
     src = work / "src"
     pages = stage(notebooks, executed, src)
+    # notebooks link figures of the results registry as ../results/... (relative to nbs/): mirror it beside src/
+    if (ROOT / "results").is_dir():
+        shutil.rmtree(work / "results", ignore_errors=True)
+        shutil.copytree(ROOT / "results", work / "results", ignore=shutil.ignore_patterns("*.jsonl", "*.json", "*.sh"))
     # serial: `-j 2` costs ~40% more CPU (each reader process imports the package for autodoc) and was not faster
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(CONF_DIR), "-d", str(work / "doctrees"),
            str(src), str(work / "html")]  # MyST-NB writes to <outdir>/../jupyter_execute

@@ -22,7 +22,8 @@ def render(nb_path=ROOT / "nbs" / "index.ipynb") -> str:
             parts.append(src)
         elif "readme" in c.metadata.get("tags", []):
             parts.append("```python\n" + src + "\n```")
-    return HEADER + "\n\n".join(parts) + "\n"
+    # links written relative to nbs/ (where the notebook lives) become relative to the repository root
+    return HEADER + "\n\n".join(parts).replace("](../", "](") + "\n"
 
 
 if __name__ == "__main__":
