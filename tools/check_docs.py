@@ -1,6 +1,6 @@
 """Check the built docs site in headless Chromium (`make docs` builds it; tests/test_docs.py runs both).
 
-    python tools/check_docs.py [site] [--screenshots DIR] [--all-api]
+    python tools/check_docs.py [site] [--screenshots DIR] [--first-api-only]
 
 Serves the site on localhost (http.server in a thread), opens the index, every notebook page and the API
 pages in headless Chromium (`--dump-dom` after load, `--screenshot`) and asserts that each page rendered:
