@@ -36,6 +36,12 @@ def test_train_notebook_synthheads(tmp_path, data_tmp):
     _run(tmp_path, preset="test", run_dir=str(run), resume=False)
     cfg, res = _check_run_dir(run, "synthheads")
     assert res["per_yaw"]["stage 2 detector"] is not None         # SynthHeads has yaw: NME per yaw bin is reported
+    cc = res["methods"]["stage 2 detector"]["consistency"]         # and correspondence per channel and yaw bin
+    K = res["K"]
+    assert len(cc["landmark"]) == K and np.array(cc["per_bin"]["share"]).shape == (K, 6)
+    row = res["rows"][-1]
+    assert 0 <= row["holding"] <= K and (np.isnan(row["consistency"]) or 0 <= row["consistency"] <= 1)
+    assert (run / "figures" / "consistency.png").is_file()
     # a second call with resume=True finds every stage finished and reproduces the results
     _run(tmp_path, preset="test", run_dir=str(run), resume=True)
     res2 = json.loads((run / "eval" / "results.json").read_text())
