@@ -42,6 +42,11 @@ def test_train_notebook_synthheads(tmp_path, data_tmp):
     row = res["rows"][-1]
     assert 0 <= row["holding"] <= K and (np.isnan(row["consistency"]) or 0 <= row["consistency"] <= 1)
     assert (run / "figures" / "consistency.png").is_file()
+    # SynthHeads: correspondence checked in 3D; ground-truth landmarks sit still on the head (identity variation only)
+    ref = res["surface_reference"]["ground truth landmarks"]
+    assert ref["mean"] < 0.15 and res["surface_reference"]["unit"] > 0
+    assert all("spread3d" in r for r in res["rows"][1:]) and 0 <= row["holding3d"] <= K
+    assert np.array(res["methods"]["stage 2 detector"]["surface"]["per_bin"]["spread"]).shape == (K, 6)
     # a second call with resume=True finds every stage finished and reproduces the results
     _run(tmp_path, preset="test", run_dir=str(run), resume=True)
     res2 = json.loads((run / "eval" / "results.json").read_text())
@@ -59,6 +64,7 @@ def test_dataset_parameter_reaches_loader(tmp_path):
     from unsupervised_landmarks.core import PointTable
     assert PointTable.load(run / "stage0" / "labels.npz").n_images == n_train
     assert res["rows"][0]["n_test"] == info["sizes"][("aflw", "test")]
+    assert "surface_reference" not in res and "spread3d" not in res["rows"][-1]     # 3D measures: SynthHeads only
 
 
 @pytest.mark.parametrize("dataset", ["celeba", "ls3d", "h36m", "bbcpose", "cats"])
