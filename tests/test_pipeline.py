@@ -89,3 +89,19 @@ def test_run_experiment_resumes_its_own_run(tmp_path):
     assert [r["forward_nme"] for r in a.results["rows"]] == [r["forward_nme"] for r in b.results["rows"]]
     with pytest.raises(ConfigError, match="another config"):
         run_experiment(experiment_config("aflw", "test", data_root=str(root), seed=1), tmp_path / "run", resume=True, progress=False)
+
+
+def test_det_ignore_reads_the_stage0_keypoints(tmp_path):
+    "With stage1.det_ignore the pipeline hands the saved stage-0 keypoints to stage 1 (detected again when missing)."
+    from unsupervised_landmarks.pipeline import experiment_config, run_experiment, stage0_keypoints
+    from unsupervised_landmarks.core import PointTable
+    root = tmp_path / "aflw"; FIXTURES["aflw"](root)
+    cfg = experiment_config("aflw", "test", data_root=str(root), overrides={"stage1": {"det_ignore": 1.5}})
+    a = run_experiment(cfg, tmp_path / "run", progress=False)
+    kp = tmp_path / "run" / "stage0" / "keypoints.npz"
+    saved = PointTable.load(kp)
+    assert saved.n_images == len(a.train.images) and len(saved) >= len(a.stage0[0])
+    kp.unlink()                                      # runs made before keypoints were saved: detected again, same points
+    again = stage0_keypoints(cfg, a.train, tmp_path / "run")
+    assert np.array_equal(again.offsets, saved.offsets) and np.allclose(again.xy, saved.xy) and kp.is_file()
+    assert a.results["rows"]

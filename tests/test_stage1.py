@@ -103,3 +103,28 @@ def test_equivariance_pairing(tmp_path):
     assert steps and all(r["n_pos"] > 0 for r in steps)
     with pytest.raises(ConfigError, match="unknown pairing"):
         S1.training_labels(lab, S1.stage1_config("test", pairing="nope"))
+
+
+def test_det_ignore_needs_keypoints_and_masks_the_detector_loss(tmp_path):
+    imgs, lab, cent = _data()
+    cfg = S1.stage1_config("test", rounds=1, det_ignore=1.5)
+    with pytest.raises(ConfigError, match="needs the stage-0 keypoints"):
+        S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "a", progress=False)
+    rng = np.random.default_rng(1)
+    kps = PointTable.from_lists([{"x": rng.uniform(4, 60, 12), "y": rng.uniform(4, 60, 12)} for _ in range(len(imgs))])
+    res = S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "b", progress=False, keypoints=kps)
+    assert np.isfinite([r["loss_det"] for r in S1.read_jsonl(tmp_path / "b" / "metrics.jsonl") if "phase" in r]).all()
+    assert res.labels.n_images == len(imgs)
+    # the masked loss is the plain MSE when nothing is ignored, and drops the ignored cells otherwise
+    net = S1.build_net(cfg.net); opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    class NoAug:                                   # identity augmentation with the affine the real one returns
+        def __call__(self, x, p, v): return x, p, v, torch.eye(3).repeat(len(x), 1, 1)
+    def step(ignore, seed=0):
+        torch.manual_seed(0)
+        return S1.train_step(net, opt, NoAug(), imgs, lab, np.arange(len(imgs)), cfg, np.random.default_rng(seed), "cpu",
+                             ignore=ignore)["loss_det"]
+    empty = PointTable(np.zeros(len(imgs) + 1, np.int64), {"x": np.zeros(0, np.float32), "y": np.zeros(0, np.float32),
+                                                            "cluster": np.zeros(0, np.int64)})
+    plain = step(None)
+    assert abs(step(empty) - plain) < 1e-6
+    assert abs(step(S1.unlabelled_points(kps, lab, 1.5 * cfg.net.stride)) - plain) > 1e-6
