@@ -113,6 +113,10 @@ def test_det_ignore_needs_keypoints_and_masks_the_detector_loss(tmp_path):
     rng = np.random.default_rng(1)
     kps = PointTable.from_lists([{"x": rng.uniform(4, 60, 12), "y": rng.uniform(4, 60, 12)} for _ in range(len(imgs))])
     res = S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "b", progress=False, keypoints=kps)
+    kps.save(tmp_path / "c" / "stage0" / "keypoints.npz")     # where the pipeline's stage 0 leaves them
+    S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "c", progress=False)
+    losses = lambda d: [r["loss"] for r in S1.read_jsonl(d / "metrics.jsonl") if "phase" in r]
+    assert losses(tmp_path / "c") == losses(tmp_path / "b") and losses(tmp_path / "b")
     assert np.isfinite([r["loss_det"] for r in S1.read_jsonl(tmp_path / "b" / "metrics.jsonl") if "phase" in r]).all()
     assert res.labels.n_images == len(imgs)
     # the masked loss is the plain MSE when nothing is ignored, and drops the ignored cells otherwise
