@@ -1,0 +1,2 @@
+# reproduces results/equivariance-cpu-balanced (run from the repository root)
+mkdir -p runs/ablations/equivariance-cpu-balanced && papermill nbs/23_equivariance.ipynb runs/ablations/equivariance-cpu-balanced/23_equivariance.ipynb --cwd nbs -p out_dir ../runs/ablations/equivariance-cpu-balanced -y '{"dataset": "synthheads", "data_root": null, "preset": "cpu", "seed": 0, "overrides": {"stage1": {"desc_reduction": "balanced"}}, "pairings": ["clustering", "equivariance", "equivariance+clustering"]}'
