@@ -91,12 +91,14 @@ def test_run_experiment_resumes_its_own_run(tmp_path):
         run_experiment(experiment_config("aflw", "test", data_root=str(root), seed=1), tmp_path / "run", resume=True, progress=False)
 
 
-def test_det_ignore_reads_the_stage0_keypoints(tmp_path):
-    "With stage1.det_ignore the pipeline hands the saved stage-0 keypoints to stage 1 (detected again when missing)."
+@pytest.mark.parametrize("option", [{"det_ignore": 1.5}, {"relabel_pool": "keypoints", "label_gate": 0.0}])
+def test_stage1_options_read_the_stage0_keypoints(tmp_path, option):
+    """With stage1.det_ignore or relabel_pool='keypoints' the pipeline hands the saved stage-0 keypoints to stage 1
+    (detected again when missing)."""
     from unsupervised_landmarks.pipeline import experiment_config, run_experiment, stage0_keypoints
     from unsupervised_landmarks.core import PointTable
     root = tmp_path / "aflw"; FIXTURES["aflw"](root)
-    cfg = experiment_config("aflw", "test", data_root=str(root), overrides={"stage1": {"det_ignore": 1.5}})
+    cfg = experiment_config("aflw", "test", data_root=str(root), overrides={"stage1": option})
     a = run_experiment(cfg, tmp_path / "run", progress=False)
     kp = tmp_path / "run" / "stage0" / "keypoints.npz"
     saved = PointTable.load(kp)

@@ -132,3 +132,36 @@ def test_det_ignore_needs_keypoints_and_masks_the_detector_loss(tmp_path):
     plain = step(None)
     assert abs(step(empty) - plain) < 1e-6
     assert abs(step(S1.unlabelled_points(kps, lab, 1.5 * cfg.net.stride)) - plain) > 1e-6
+
+
+def test_relabel_pool_keypoints_and_label_gate(tmp_path):
+    "relabel_pool='keypoints' adds the stage-0 keypoints to the relabelling candidates; label_gate drops weak ones."
+    imgs, lab, cent = _data()
+    rng = np.random.default_rng(2)
+    kps = PointTable.from_lists([{"x": rng.uniform(4, 60, 12), "y": rng.uniform(4, 60, 12)} for _ in range(len(imgs))])
+    cfg = S1.stage1_config("test", rounds=1, relabel_pool="keypoints", label_gate=0.0)
+    with pytest.raises(ConfigError, match="relabel_pool='keypoints' needs the stage-0 keypoints"):
+        S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "a", progress=False)
+    res = S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "b", progress=False, keypoints=kps)
+    info = [r for r in S1.read_jsonl(tmp_path / "b" / "metrics.jsonl") if r.get("round") == 1][0]
+    assert len(info["labels_by_source"]) == 3 and info["n_points"] > len(lab) + len(kps) // 2   # the keypoints were clustered
+    # the candidates directly: keypoints fill free cells only, the response column is the detector's, the gate filters it
+    net = res.net
+    dets, plain = S1.detect_merge_describe(net, imgs, lab, 0.2, progress=False)
+    _, pooled = S1.detect_merge_describe(net, imgs, lab, 0.2, progress=False, extra=kps)
+    extra = pooled.filter(pooled["source"] == 2)
+    assert len(pooled) == len(plain) + len(extra) and 0 < len(extra) <= len(kps)
+    np.testing.assert_array_equal(pooled.filter(pooled["source"] < 2).xy, plain.xy)
+    cells = lambda t: set(zip(t.image.tolist(), *S1.cell_index(t.xy, 4).T.tolist()))
+    assert not cells(extra) & cells(plain)                     # never in a cell that already holds a candidate
+    with torch.no_grad():
+        det = net.eval()(S1.images_to_tensor(imgs))["det"]
+    np.testing.assert_allclose(pooled["response"], S1.detector_response(det, pooled, 4), atol=1e-5)
+    gate = float(np.median(pooled["response"]))
+    _, gated = S1.detect_merge_describe(net, imgs, lab, 0.2, progress=False, extra=kps, gate=gate)
+    assert len(gated) == int((pooled["response"] >= gate).sum()) and (gated["response"] >= gate).all()
+    np.testing.assert_allclose(gated["desc"], pooled.filter(pooled["response"] >= gate)["desc"], atol=1e-5)
+    with pytest.raises(ConfigError, match="relabel_pool"):
+        S1.check_choices(S1.stage1_config("test", relabel_pool="all"))
+    with pytest.raises(RuntimeError, match="no candidate point is left"):     # a gate nothing passes: a clear stop
+        S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", rounds=1, label_gate=1e9), tmp_path / "c", progress=False)
