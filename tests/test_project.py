@@ -36,3 +36,12 @@ def test_notebooks_clean_and_tagged():
 def test_readme_generated():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "readme.py"), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+def test_hourglass_benchmark_runs():
+    "The speed benchmark prints img/s and the fraction of matmul peak, also for a stage-1 preset's network."
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hourglass_speed.py"), "--presets", "test", "stage1-test",
+                        "--batch", "2", "--steps", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stdout.splitlines() if "img/s" in l]
+    assert len(lines) == 2 and lines[1].startswith("stage1-test") and "% of matmul peak" in lines[1], r.stdout
+    assert "matmul" in r.stdout.splitlines()[0]
