@@ -47,6 +47,10 @@ def test_train_notebook_synthheads(tmp_path, data_tmp):
     assert ref["mean"] < 0.15 and res["surface_reference"]["unit"] > 0
     assert all("spread3d" in r for r in res["rows"][1:]) and 0 <= row["holding3d"] <= K
     assert np.array(res["methods"]["stage 2 detector"]["surface"]["per_bin"]["spread"]).shape == (K, 6)
+    # the head's mirror twin: ground-truth landmarks never sit on it; every method reports the twin columns
+    assert ref["mirror"]["holding"] >= ref["holding"] and np.nanmax(ref["mirror"]["share"]) < 0.05
+    assert all(0 <= r["holding3d"] <= r["holding3d_mirror"] <= r["K"] for r in res["rows"][1:] if "K" in r)
+    assert all(np.isnan(r["twin_share"]) or 0 <= r["twin_share"] <= 1 for r in res["rows"][1:])
     # a second call with resume=True finds every stage finished and reproduces the results
     _run(tmp_path, preset="test", run_dir=str(run), resume=True)
     res2 = json.loads((run / "eval" / "results.json").read_text())
