@@ -111,3 +111,28 @@ def test_stage1_options_read_the_stage0_keypoints(tmp_path, option):
     again = stage0_keypoints(cfg, a.train, tmp_path / "run")
     assert np.array_equal(again.offsets, saved.offsets) and np.allclose(again.xy, saved.xy) and kp.is_file()
     assert a.results["rows"]
+
+
+def test_oracle_stage0_tool(tmp_path, data_tmp, root):
+    """tools/oracle_stage0.py (a positive control, never the method) swaps a run's stage-0 labels for the visible
+    annotated landmarks, and the pipeline resumes from them: stage 1's round 0 has the perfect NMI."""
+    import importlib.util
+    from unsupervised_landmarks.core import PointTable
+    from unsupervised_landmarks.pipeline import experiment_config, run_experiment
+    spec = importlib.util.spec_from_file_location("oracle_stage0", root / "tools" / "oracle_stage0.py")
+    tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)
+    ov = {"stage1": {"warmup_pairing": "clustering", "M": 20}}       # one cluster per landmark at least
+    run = tmp_path / "run"
+    with pytest.raises(Exception, match="M >= 20"): tool.main([str(run), "--preset", "test"])   # the test preset's M=8
+    assert not (run / "stage0").exists()
+    assert tool.main([str(run), "--preset", "test", "--overrides", json.dumps(ov)]) == 0
+    done = json.loads((run / "stage0" / "done.json").read_text())
+    assert done["oracle"] is True and "thresholds" in done
+    res = run_experiment(experiment_config("synthheads", "test", ov), run, resume=True, progress=False)
+    lab = PointTable.load(run / "stage0" / "labels.npz")
+    vis = res.train.visible
+    assert len(lab) == vis.sum() and np.array_equal(np.sort(np.unique(lab["cluster"])), np.flatnonzero(vis.any(0)))
+    assert np.allclose(lab.xy, res.train.landmarks[vis])           # image by image, landmark order
+    r0 = json.loads((run / "stage1" / "round_00" / "done.json").read_text())
+    assert r0["nmi"] > 0.999
+    assert tool.main([str(run), "--preset", "test"]) == 2           # stage 1 has started: refuses

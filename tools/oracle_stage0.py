@@ -32,9 +32,9 @@ def main(argv=None) -> int:
     run = Path(a.run_dir)
     if (run / "stage1").exists():
         print(f"{run}: stage 1 has already started; use a new run folder", file=sys.stderr); return 2
-    run_stage0(cfg, train, run, resume=True, progress=False)              # the generic keypoints and their clusters
     ids = np.arange(train.landmarks.shape[1])
-    labels, _, _, info = oracle_labels(train, ids, cfg.stage1.M)
+    labels, _, _, info = oracle_labels(train, ids, cfg.stage1.M)             # (fails at once when M < landmarks)
+    run_stage0(cfg, train, run, resume=True, progress=False)              # the generic keypoints and their clusters
     labels.save(run / "stage0" / "labels.npz")
     done = load_json(run / "stage0" / "done.json")
     save_json({**done, "oracle": True, "oracle_labels_per_image": info["keypoints_per_image"]}, run / "stage0" / "done.json")

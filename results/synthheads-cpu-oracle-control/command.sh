@@ -1,0 +1,2 @@
+# reproduces results/synthheads-cpu-oracle-control (run from the repository root)
+mkdir -p runs/synthheads-cpu-oracle-control && python tools/oracle_stage0.py runs/synthheads-cpu-oracle-control --overrides '{"stage1": {"warmup_pairing": "clustering"}}' && papermill nbs/10_train.ipynb runs/synthheads-cpu-oracle-control/10_train.ipynb --cwd nbs -p dataset synthheads -p preset cpu -p seed 0 -p run_dir ../runs/synthheads-cpu-oracle-control -p resume True -y '{"overrides": {"stage1": {"warmup_pairing": "clustering"}}}'
