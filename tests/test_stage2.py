@@ -81,3 +81,35 @@ def test_detector_maps_back_to_image_coordinates(tmp_path):
         np.testing.assert_allclose(xy[i], back, atol=1e-3)
     with pytest.raises(FileNotFoundError, match="stage2_final.pt"):
         S2.LandmarkDetector.load(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("merge_grid, cell", [(None, 4.0), (32, 2.0)])
+def test_merge_grid_sets_the_overlap_cell(tmp_path, monkeypatch, merge_grid, cell):
+    "The merge steps measure overlap in cells of in_size / merge_grid px (the detector's stride when None)."
+    imgs, lab = _data()
+    torch.manual_seed(0); s1 = LandmarkNet(NET_PRESETS["test"])
+    seen, real = [], S2.channel_overlap
+    def spy(xy, peak, stride, *a, **k):
+        seen.append(stride); return real(xy, peak, stride, *a, **k)
+    monkeypatch.setattr(S2, "channel_overlap", spy)
+    cfg = S2.stage2_config("test", iters=4, merge_warmup=2, merge_every=5, min_images=1, merge_grid=merge_grid)
+    S2.run_stage2(imgs, lab, s1, cfg, tmp_path, progress=False)
+    assert seen == [cell]                                   # test net: 64-px input, stride 4
+
+
+def test_absent_weight_reaches_the_loss(tmp_path, monkeypatch):
+    "run_stage2 hands detector_loss the config's absent_weight and the per-image labelled channels (some unlabelled)."
+    imgs, _ = _data()
+    lab = PointTable.from_lists([{"x": np.array([16.0]), "y": np.array([16.0]), "cluster": np.array([i % 2])}
+                                 for i in range(len(imgs))])   # each image labels one of the two channels
+    real = S2.detector_loss
+    for w in (None, 1.0):
+        seen = []
+        def spy(out, target, labelled, absent_weight=None):
+            seen.append((labelled.clone(), absent_weight)); return real(out, target, labelled, absent_weight)
+        monkeypatch.setattr(S2, "detector_loss", spy)
+        torch.manual_seed(0); s1 = LandmarkNet(NET_PRESETS["test"])
+        S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", iters=2, merge_every=0, min_images=1, absent_weight=w),
+                      tmp_path / str(w), progress=False)
+        assert len(seen) == 2 and all(a == w for _, a in seen)
+        assert all(v.shape[1] == 2 and (v.sum(1) == 1).all() for v, _ in seen)   # one labelled, one absent per image
