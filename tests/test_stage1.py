@@ -165,3 +165,30 @@ def test_relabel_pool_keypoints_and_label_gate(tmp_path):
         S1.check_choices(S1.stage1_config("test", relabel_pool="all"))
     with pytest.raises(RuntimeError, match="no candidate point is left"):     # a gate nothing passes: a clear stop
         S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", rounds=1, label_gate=1e9), tmp_path / "c", progress=False)
+
+
+def test_exchange_neighbours_resume(tmp_path, monkeypatch):
+    "exchange_aux='neighbours': one saved neighbour table per phase, the exchange loss logged, resume replays the run."
+    imgs, lab, cent = _data()
+    cfg = S1.stage1_config("test", rounds=2, ckpt_every=2, exchange=0.05, exchange_aux="neighbours", exchange_k=3,
+                            warmup_pairing="equivariance")
+    ref = S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "ref", progress=False)
+    for p in (1, 2):
+        nn = np.load(tmp_path / "ref" / "stage1" / f"neighbours_{p:02d}.npy")
+        assert nn.shape == (len(imgs), 3) and not (nn == np.arange(len(imgs))[:, None]).any()
+    steps = [r for r in S1.read_jsonl(tmp_path / "ref" / "metrics.jsonl") if "loss" in r]
+    assert steps and all("loss_exchange" in r for r in steps)
+    assert all(r["n_exchange"] > 0 for r in steps if r["phase"] == 1)   # equivariance warm-up: all pairs from one image
+    _kill_after(monkeypatch, 5)
+    with pytest.raises(Killed):
+        S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    res = S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "run", resume=True, progress=False)
+    for p in (1, 2):
+        np.testing.assert_array_equal(np.load(tmp_path / "ref" / "stage1" / f"neighbours_{p:02d}.npy"),
+                                      np.load(tmp_path / "run" / "stage1" / f"neighbours_{p:02d}.npy"))
+    for k, v in ref.net.state_dict().items():
+        torch.testing.assert_close(v, res.net.state_dict()[k])
+    with pytest.raises(ConfigError, match="exchange_aux"):
+        S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", exchange=0.05, exchange_aux="near"), tmp_path / "bad",
+                      progress=False)
