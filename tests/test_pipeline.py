@@ -51,6 +51,10 @@ def test_train_notebook_synthheads(tmp_path, data_tmp):
     assert ref["mirror"]["holding"] >= ref["holding"] and np.nanmax(ref["mirror"]["share"]) < 0.05
     assert all(0 <= r["holding3d"] <= r["holding3d_mirror"] <= r["K"] for r in res["rows"][1:] if "K" in r)
     assert all(np.isnan(r["twin_share"]) or 0 <= r["twin_share"] <= 1 for r in res["rows"][1:])
+    # the stage-1 descriptor alone: prototype matches across yaw, a share within tolerance per bin
+    dm = res["descriptor_matching"]
+    assert 0 <= dm["share"] <= 1 and dm["n"] > 0 and len(dm["per_bin"]["share"]) == 6
+    assert all(np.isnan(x) or 0 <= x <= 1 for x in dm["per_bin"]["share"])
     # a second call with resume=True finds every stage finished and reproduces the results
     _run(tmp_path, preset="test", run_dir=str(run), resume=True)
     res2 = json.loads((run / "eval" / "results.json").read_text())
