@@ -2,6 +2,7 @@
 import json, os, subprocess, sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from unsupervised_landmarks.data import FIXTURES
@@ -9,15 +10,20 @@ from unsupervised_landmarks.data import FIXTURES
 BIN = Path(sys.executable).parent
 
 
-def test_torchrun_two_processes_gloo(tmp_path):
+def _torchrun(tmp_path, *extra):
     root = tmp_path / "aflw"
     FIXTURES["aflw"](root)
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "UL_DATA_DIR": str(tmp_path / "data")}
     cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "ul-train"), "--dataset", "aflw",
-           "--data-root", str(root), "--preset", "test", "--run-dir", str(run), "--no-progress"]
+           "--data-root", str(root), "--preset", "test", "--run-dir", str(run), "--no-progress", *extra]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return run, r
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    run, r = _torchrun(tmp_path)
     for f in ["config.json", "stage1/round_02/done.json", "checkpoints/stage1_final.pt", "checkpoints/stage2_final.pt",
               "eval/results.json"]:
         assert (run / f).is_file(), f
@@ -26,3 +32,14 @@ def test_torchrun_two_processes_gloo(tmp_path):
         ck = torch.load(run / "checkpoints" / name, weights_only=True)
         assert len(json.loads(ck["rng"])) == 2
     assert "stage 2 detector" in r.stdout
+
+
+def test_torchrun_exchange_neighbours(tmp_path):
+    "The view-neighbour table is built from both ranks' shards (gather, search on rank 0, broadcast) without a hang."
+    ov = {"stage1": {"exchange": 0.05, "exchange_aux": "neighbours", "warmup_pairing": "equivariance"}}
+    run, r = _torchrun(tmp_path, "--overrides", json.dumps(ov))
+    from unsupervised_landmarks.core import PointTable
+    n = PointTable.load(run / "stage0" / "labels.npz").n_images
+    for p in (1, 2):
+        nn = np.load(run / "stage1" / f"neighbours_{p:02d}.npy")
+        assert nn.shape == (n, min(5, n - 1)) and (nn != np.arange(n)[:, None]).all()
