@@ -1,0 +1,2 @@
+# reproduces results/synthheads-cpu-exchange-neighbours (run from the repository root)
+mkdir -p runs/synthheads-cpu-exchange-neighbours && papermill nbs/10_train.ipynb runs/synthheads-cpu-exchange-neighbours/10_train.ipynb --cwd nbs -p dataset synthheads -p preset cpu -p seed 0 -p run_dir ../runs/synthheads-cpu-exchange-neighbours -y '{"overrides": {"stage1": {"exchange": 0.1, "exchange_aux": "neighbours"}}}'
