@@ -46,6 +46,7 @@ def test_train_notebook_synthheads(tmp_path, data_tmp):
     ref = res["surface_reference"]["ground truth landmarks"]
     assert ref["mean"] < 0.15 and res["surface_reference"]["unit"] > 0
     assert all("spread3d" in r for r in res["rows"][1:]) and 0 <= row["holding3d"] <= K
+    assert all(0 <= r["holding3d"] + r["sliding3d"] <= r.get("K", 10 ** 6) for r in res["rows"][1:])   # disjoint counts
     assert np.array(res["methods"]["stage 2 detector"]["surface"]["per_bin"]["spread"]).shape == (K, 6)
     # the head's mirror twin: ground-truth landmarks never sit on it; every method reports the twin columns
     assert ref["mirror"]["holding"] >= ref["holding"] and np.nanmax(ref["mirror"]["share"]) < 0.05
