@@ -141,3 +141,32 @@ def test_oracle_stage0_tool(tmp_path, data_tmp, root):
     r0 = json.loads((run / "stage1" / "round_00" / "done.json").read_text())
     assert r0["nmi"] > 0.999
     assert tool.main([str(run), "--preset", "test"]) == 2           # stage 1 has started: refuses
+
+
+def test_stage0_slope_tool(tmp_path, data_tmp, root, capsys):
+    """tools/stage0_slope.py scores the preset's stage-0 clusters and re-described variants in 3D on SynthHeads; the
+    ground-truth landmarks, which are parts of the head, do not slide."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("stage0_slope", root / "tools" / "stage0_slope.py")
+    tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)
+    with pytest.raises(SystemExit, match="CHANNELS:SIZE:WEIGHTS"): tool.parse_variant("gray")
+    with pytest.raises(SystemExit, match="one weight per channel set"): tool.parse_variant("gray+chroma:8:1")
+    with pytest.raises(SystemExit, match="channels from"): tool.parse_variant("hue:8:1")
+    assert tool.parse_variant("gray+chroma:8:1+0.5") == (["gray", "chroma"], 8.0, [1.0, 0.5])
+    img = (np.random.default_rng(0).random((8, 8, 3)) * 255).astype(np.uint8)
+    skin = np.array([200, 150, 120], np.float32)                        # one colour, bright and in shadow
+    lit, dark = (tool.channels(np.full((4, 4, 3), skin * f, np.uint8), "chroma") for f in (1.0, 0.5))
+    assert all(a.dtype == np.uint8 and np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(lit, dark))   # shading-free
+    assert np.abs(tool.channels(np.full((4, 4, 3), skin, np.uint8), "gray")[0].astype(int)
+                  - tool.channels(np.full((4, 4, 3), skin * 0.5, np.uint8), "gray")[0]).min() > 50       # intensity is not
+    assert len(tool.channels(img, "opp")) == 2 and len(tool.channels(img, "gray")) == 1
+    out = tmp_path / "s.json"
+    assert tool.main(["--preset", "test", "--overrides", json.dumps({"n_test": 96}), "--variant", "gray+chroma:8:1+1",
+                      "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2 and "gray+chroma:8:1+1" in rows
+    for r in rows.values():
+        assert 0 <= r["nmi"] <= 1 and 0 <= r["f_measure"] <= 1 and r["spread3d"] > 0 and 0 <= r["holding3d"] <= 8
+    gt = rows["gray+chroma:8:1+1"]["gt_x_slope"]
+    assert gt is not None and gt < 0.1                                  # annotated parts stay put as the head turns
+    assert "|x slope|" in capsys.readouterr().out
