@@ -80,11 +80,9 @@ def score(cfg, test, dtr, dte, seed: int) -> dict:
     sv = surface_evaluation(cfg, test, {"stage 0": (pte, mte)})
     if sv is None: raise SystemExit("no 3D measure: stage0_slope.py needs SynthHeads test crops with both eye corners")
     s = sv["methods"]["stage 0"]
-    sl = np.abs(np.array(s["slope"], np.float64)[:, 0]); sl = sl[np.isfinite(sl)]
-    g = np.abs(np.array(sv["ground truth"]["slope"], np.float64)[:, 0]); g = g[np.isfinite(g)]
     return {"nmi": pm["nmi"], "f_measure": pm["f_measure"], "spread3d": s["mean"], "holding3d": s["holding"],
-            "sliding3d": s["sliding"], "x_slope": float(np.median(sl)) if len(sl) else None, "clusters": int(len(sl)),
-            "gt_x_slope": float(np.median(g)) if len(g) else None}
+            "sliding3d": s["sliding"], "x_slope": E.median_slope(s), "clusters": int(np.isfinite(np.array(s["slope"], float)[:, 0]).sum()),
+            "gt_x_slope": E.median_slope(sv["ground truth"])}
 
 
 def main(argv=None) -> int:
