@@ -160,6 +160,10 @@ def test_stage0_slope_tool(tmp_path, data_tmp, root, capsys):
     assert np.abs(tool.channels(np.full((4, 4, 3), skin, np.uint8), "gray")[0].astype(int)
                   - tool.channels(np.full((4, 4, 3), skin * 0.5, np.uint8), "gray")[0]).min() > 50       # intensity is not
     assert len(tool.channels(img, "opp")) == 2 and len(tool.channels(img, "gray")) == 1
+    assert tool.parse_variant("hp1.5:6:1") == (["hp1.5"], 6.0, [1.0])
+    with pytest.raises(SystemExit, match="channels from"): tool.parse_variant("hp0:8:1")
+    ramp = np.repeat(np.tile(np.linspace(60, 200, 32), (32, 1))[..., None], 3, -1).astype(np.uint8)   # smooth shading
+    assert np.abs(tool.channels(ramp, "hp2")[0][8:24, 8:24].astype(int) - 128).max() <= 2             # removed
     out = tmp_path / "s.json"
     assert tool.main(["--preset", "test", "--overrides", json.dumps({"n_test": 96}), "--variant", "gray+chroma:8:1+1",
                       "--json", str(out)]) == 0

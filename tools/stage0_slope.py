@@ -7,7 +7,8 @@ clustering of their descriptors, as the method runs it (outlier removal, k-means
 assignment; the test keypoints assigned to the training clusters). Each `--variant` re-describes the same keypoints
 with upright SIFT at a fixed support SIZE (px) on the named image channels, each part weighted, concatenated and
 L2-normalised: `gray` (intensity), `chroma` (r and g chromaticity, R/(R+G+B) and G/(R+G+B): unchanged by shading),
-`opp` (the two opponent-colour channels). E.g. `gray+chroma:8:1+1`.
+`opp` (the two opponent-colour channels), `hpS`, e.g. `hp2` (intensity minus its Gaussian blur of sigma S px:
+albedo detail with the smooth shading of the head removed). E.g. `gray+chroma:8:1+1`.
 
 Per variant it prints the test labels' NMI and F-measure against the annotated landmarks, the 3D spread, the number
 of clusters that hold across yaw and that slide, and the median |x slope|: how far a cluster's 3D centre moves
@@ -19,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-CHANNELS = ("gray", "chroma", "opp")
+CHANNELS = ("gray", "chroma", "opp", "hpS")
+
+
+def _hp_sigma(kind: str):
+    "The blur sigma of a high-pass channel set 'hp<S>' (e.g. 'hp2', 'hp1.5'), else None."
+    try: return float(kind[2:]) if kind.startswith("hp") and float(kind[2:]) > 0 else None
+    except ValueError: return None
 
 
 def channels(img: np.ndarray, kind: str) -> list:
@@ -30,6 +37,9 @@ def channels(img: np.ndarray, kind: str) -> list:
     if kind == "chroma":
         s = f.sum(-1)
         return [np.clip(f[..., c] / s * 382.5, 0, 255).astype(np.uint8) for c in (0, 1)]   # 1/3 (grey) -> 127.5
+    if _hp_sigma(kind):          # intensity minus its Gaussian blur (sigma S px): detail without smooth shading
+        from unsupervised_landmarks.keypoints import highpass_u8
+        return [highpass_u8(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY), _hp_sigma(kind))]
     if kind == "opp":
         o1 = (f[..., 0] - f[..., 1]) / np.sqrt(2); o2 = (f[..., 0] + f[..., 1] - 2 * f[..., 2]) / np.sqrt(6)
         return [np.clip(o / 2 + 128, 0, 255).astype(np.uint8) for o in (o1, o2)]
@@ -44,7 +54,7 @@ def parse_variant(text: str):
         size = float(size)
     except ValueError:
         raise SystemExit(f"--variant {text!r}: expected CHANNELS:SIZE:WEIGHTS, e.g. gray+chroma:8:1+1")
-    bad = [k for k in kinds if k not in CHANNELS]
+    bad = [k for k in kinds if k not in CHANNELS[:-1] and not _hp_sigma(k)]
     if bad or len(w) != len(kinds) or size <= 0:
         raise SystemExit(f"--variant {text!r}: channels from {CHANNELS}, one weight per channel set, SIZE > 0")
     return kinds, size, w
