@@ -1,0 +1,2 @@
+# reproduces results/synthheads-cpu-highpass-s1 (run from the repository root)
+mkdir -p runs/synthheads-cpu-highpass-s1 && papermill nbs/10_train.ipynb runs/synthheads-cpu-highpass-s1/10_train.ipynb --cwd nbs -p dataset synthheads -p preset cpu -p seed 1 -p run_dir ../runs/synthheads-cpu-highpass-s1 -y '{"overrides": {"initializer_args": {"highpass": 1.0, "fixed_size": true, "describe_size": 6.0}, "stage1": {"warmup_pairing": "equivariance"}}}'
