@@ -32,14 +32,15 @@ def _hp_sigma(kind: str):
 def channels(img: np.ndarray, kind: str) -> list:
     "uint8 single-channel images of an (H,W,3) uint8 RGB crop, on a fixed scale (not per image)."
     import cv2
-    if kind == "gray": return [cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)]
+    sigma = _hp_sigma(kind)
+    if kind == "gray" or sigma:  # hpS: intensity minus its Gaussian blur (sigma S px), detail without smooth shading
+        from unsupervised_landmarks.keypoints import highpass_u8
+        gray = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+        return [highpass_u8(gray, sigma) if sigma else gray]
     f = img.astype(np.float32) + 1.0
     if kind == "chroma":
         s = f.sum(-1)
         return [np.clip(f[..., c] / s * 382.5, 0, 255).astype(np.uint8) for c in (0, 1)]   # 1/3 (grey) -> 127.5
-    if _hp_sigma(kind):          # intensity minus its Gaussian blur (sigma S px): detail without smooth shading
-        from unsupervised_landmarks.keypoints import highpass_u8
-        return [highpass_u8(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY), _hp_sigma(kind))]
     if kind == "opp":
         o1 = (f[..., 0] - f[..., 1]) / np.sqrt(2); o2 = (f[..., 0] + f[..., 1] - 2 * f[..., 2]) / np.sqrt(6)
         return [np.clip(o / 2 + 128, 0, 255).astype(np.uint8) for o in (o1, o2)]
@@ -54,7 +55,7 @@ def parse_variant(text: str):
         size = float(size)
     except ValueError:
         raise SystemExit(f"--variant {text!r}: expected CHANNELS:SIZE:WEIGHTS, e.g. gray+chroma:8:1+1")
-    bad = [k for k in kinds if k not in CHANNELS[:-1] and not _hp_sigma(k)]
+    bad = [k for k in kinds if k not in ("gray", "chroma", "opp") and not _hp_sigma(k)]
     if bad or len(w) != len(kinds) or size <= 0:
         raise SystemExit(f"--variant {text!r}: channels from {CHANNELS}, one weight per channel set, SIZE > 0")
     return kinds, size, w
