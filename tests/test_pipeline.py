@@ -174,3 +174,16 @@ def test_stage0_slope_tool(tmp_path, data_tmp, root, capsys):
     gt = rows["gray+chroma:8:1+1"]["gt_x_slope"]
     assert gt is not None and gt < 0.1                                  # annotated parts stay put as the head turns
     assert "|x slope|" in capsys.readouterr().out
+
+
+def test_position_option_runs_end_to_end(tmp_path):
+    """stage0_position and stage1.position: the stage-0 and stage-1 centroids carry the extra place column, and the
+    evaluation labels the test images with it (a mismatch would raise in assign_labels / label_images)."""
+    from unsupervised_landmarks.pipeline import experiment_config, run_experiment
+    root = tmp_path / "aflw"; FIXTURES["aflw"](root)
+    cfg = experiment_config("aflw", "test", data_root=str(root), overrides={"stage0_position": 0.5, "stage1": {"position": 1.0}})
+    a = run_experiment(cfg, tmp_path / "run", progress=False)
+    assert a.stage0[1].shape[1] == 128 + 1                               # SIFT descriptors + the place
+    assert a.stage1.centroids.shape[1] == cfg.stage1.net.desc_dim + 1
+    rows = {r["method"]: r for r in a.results["rows"]}
+    assert np.isfinite(rows["stage 0 labels"]["forward_nme"]) and np.isfinite(rows["stage 1 labels"]["forward_nme"])
