@@ -113,3 +113,27 @@ def test_absent_weight_reaches_the_loss(tmp_path, monkeypatch):
                       tmp_path / str(w), progress=False)
         assert len(seen) == 2 and all(a == w for _, a in seen)
         assert all(v.shape[1] == 2 and (v.sum(1) == 1).all() for v, _ in seen)   # one labelled, one absent per image
+
+
+def test_label_rate_visibility(tmp_path):
+    """visibility='label_rate': per-channel thresholds, saved with the detector and reloaded; on the training images each
+    channel fires on about the share of images where its clusters were labelled."""
+    imgs, lab = _data(n=20)
+    keep = ~((lab["cluster"] == 1) & (lab.image % 4 != 0))        # cluster 1 labelled in 5 of 20 images only
+    lab = lab.filter(keep)
+    s1 = LandmarkNet(NET_PRESETS["test"])
+    cfg = S2.stage2_config("test", min_images=1, merge_every=0, visibility="label_rate")
+    res = S2.run_stage2(imgs, lab, s1, cfg, tmp_path, progress=False)
+    thr = np.asarray(res.visibility_threshold)
+    assert thr.shape == (res.net.n_channels,)
+    det = S2.LandmarkDetector.load(tmp_path)
+    np.testing.assert_allclose(det.visibility_threshold, thr, rtol=1e-6)
+    _, vis, _ = det.predict_crops(imgs)
+    rates = {c: len(np.unique(lab.image[np.isin(lab["cluster"], g)])) / len(imgs) for c, g in enumerate(res.channel_clusters)}
+    for c, r in rates.items():
+        assert abs(vis[:, c].mean() - r) <= 1.5 / len(imgs), (c, vis[:, c].mean(), r)
+    assert min(rates.values()) == 0.25
+    logged = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "visibility_thresholds" in r]
+    assert len(logged) == 1 and len(logged[0]["visibility_thresholds"]) == res.net.n_channels
+    with pytest.raises(ConfigError, match="visibility"):
+        S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1, visibility="often"), tmp_path / "b", progress=False)
