@@ -137,3 +137,4 @@ def test_label_rate_visibility(tmp_path):
     assert len(logged) == 1 and len(logged[0]["visibility_thresholds"]) == res.net.n_channels
     with pytest.raises(ConfigError, match="visibility"):
         S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1, visibility="often"), tmp_path / "b", progress=False)
+    assert not (tmp_path / "b").exists()                           # refused before anything was trained or written
