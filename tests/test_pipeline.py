@@ -52,6 +52,11 @@ def test_train_notebook_synthheads(tmp_path, data_tmp):
     assert ref["mirror"]["holding"] >= ref["holding"] and np.nanmax(ref["mirror"]["share"]) < 0.05
     assert all(0 <= r["holding3d"] <= r["holding3d_mirror"] <= r["K"] for r in res["rows"][1:] if "K" in r)
     assert all(np.isnan(r["twin_share"]) or 0 <= r["twin_share"] <= 1 for r in res["rows"][1:])
+    # the yaw interval each channel holds over, and the failures only where the channel's part is hidden
+    assert all(np.isnan(r["span3d"]) or 0 <= r["span3d"] <= 180 for r in res["rows"][1:])
+    assert all(0 <= r["holding3d"] + r["would_hold3d"] <= r["K"] for r in res["rows"][1:] if "K" in r)
+    hid = res["methods"]["stage 2 detector"]["surface"]["hidden"]
+    assert len(hid["landmark"]) == K and np.array(hid["fails_hidden"]).shape == (K, 6)
     # the stage-1 descriptor alone: prototype matches across yaw, a share within tolerance per bin
     dm = res["descriptor_matching"]
     assert 0 <= dm["share"] <= 1 and dm["n"] > 0 and len(dm["per_bin"]["share"]) == 6
