@@ -48,6 +48,38 @@ def test_run_and_resume(tmp_path, monkeypatch):
         S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", sigma=2.0), tmp_path / "run", resume=True, progress=False)
 
 
+def test_resume_after_a_step_that_merges_nothing(tmp_path, monkeypatch):
+    """A merge step that merges nothing lists the channels in its plan's (size) order; it is logged but not applied.
+    A resume must not apply it either when it replays the merge history (it used to: the replayed labels and channel
+    map came out permuted against the checkpoint's weights). Merge plans are scripted so the case is certain."""
+    imgs, lab = _data()                                   # active clusters by size: [1, 2, 0, 3] (12, 12, 6, 6 images)
+    plans = iter([])
+    def scripted(conf, overlap, sizes, ratio=0.7):
+        return next(plans)
+    monkeypatch.setattr(S2, "plan_merges", scripted)
+    cfg = S2.stage2_config("test", iters=8, merge_warmup=2, merge_every=3, ckpt_every=2, min_images=1, visibility="label_rate")
+    torch.manual_seed(0); s1 = LandmarkNet(NET_PRESETS["test"])
+    script = [[[0], [1], [2, 3]], [[0], [2], [1]]]        # merge 0+3; then a reorder that merges nothing
+    plans = iter(script)
+    ref = S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "ref", progress=False)
+    assert ref.channel_clusters == [[1], [2], [0, 3]]
+    real, count = S2.gaussian_targets, [0]
+    def killer(*a, **k):                                  # die at iteration 7, after both merge steps and the checkpoint at 6
+        count[0] += 1
+        if count[0] == 8: raise KeyboardInterrupt
+        return real(*a, **k)
+    plans = iter(script)
+    monkeypatch.setattr(S2, "gaussian_targets", killer)
+    with pytest.raises(KeyboardInterrupt):
+        S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "run", progress=False)
+    monkeypatch.setattr(S2, "gaussian_targets", real)
+    res = S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "run", resume=True, progress=False)
+    assert res.channel_clusters == ref.channel_clusters
+    np.testing.assert_allclose(res.visibility_threshold, ref.visibility_threshold)
+    for k, v in ref.net.state_dict().items():
+        torch.testing.assert_close(v, res.net.state_dict()[k])
+
+
 def test_merge_plan_merges_split_landmark():
     xy = np.tile(np.array([[10, 10], [40, 10], [10, 11], [30, 40]], np.float32), (20, 1, 1))
     pk = np.full((20, 4), 0.9)
