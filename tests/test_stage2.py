@@ -167,6 +167,21 @@ def test_label_rate_visibility(tmp_path):
     assert min(rates.values()) == 0.25
     logged = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "visibility_thresholds" in r]
     assert len(logged) == 1 and len(logged[0]["visibility_thresholds"]) == res.net.n_channels
-    with pytest.raises(ConfigError, match="visibility"):
-        S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1, visibility="often"), tmp_path / "b", progress=False)
-    assert not (tmp_path / "b").exists()                           # refused before anything was trained or written
+    for bad in ({"visibility": "often"}, {"merge_conf": "often"}):
+        with pytest.raises(ConfigError, match=list(bad)[0]):
+            S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1, **bad), tmp_path / "b", progress=False)
+        assert not (tmp_path / "b").exists()                       # refused before anything was trained or written
+
+
+def test_merge_conf_label_rate(tmp_path):
+    "merge_conf='label_rate': merge steps count each channel as firing above its own calibrated threshold; runs, logs."
+    imgs, lab = _data(n=20)
+    s1 = LandmarkNet(NET_PRESETS["test"])
+    cfg = S2.stage2_config("test", min_images=1, merge_conf="label_rate")
+    res = S2.run_stage2(imgs, lab, s1, cfg, tmp_path, progress=False)
+    steps = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "merge_step" in r]
+    assert len(steps) >= 1
+    # at the first step (channels: clusters 1, 2, 0, 3 by size) each channel fires on the images where it is labelled:
+    # clusters 1 and 2 in all 20, clusters 0 and 3 in alternate images
+    np.testing.assert_allclose(steps[0]["confident_images"], [20, 20, 10, 10], atol=1)
+    assert sorted(sum(res.channel_clusters, [])) == [0, 1, 2, 3]
