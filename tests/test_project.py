@@ -33,6 +33,14 @@ def test_notebooks_clean_and_tagged():
             assert "parameters" in tags, f"{nb.name} has no cell tagged 'parameters'"
 
 
+def test_registry_commands_in_sync():
+    "Every registered result's command.sh holds the command of its entry.json (`tools/results.py readme` syncs them)."
+    for ej in sorted((ROOT / "results").glob("*/entry.json")):
+        e = json.loads(ej.read_text())
+        sh = (ej.parent / "command.sh").read_text().splitlines()
+        assert sh and sh[-1] == e["command"], f"{ej.parent.name}: command.sh differs from entry.json; run tools/results.py readme"
+
+
 def test_readme_generated():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "readme.py"), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
