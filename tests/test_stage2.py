@@ -53,7 +53,6 @@ def test_resume_after_a_step_that_merges_nothing(tmp_path, monkeypatch):
     A resume must not apply it either when it replays the merge history (it used to: the replayed labels and channel
     map came out permuted against the checkpoint's weights). Merge plans are scripted so the case is certain."""
     imgs, lab = _data()                                   # active clusters by size: [1, 2, 0, 3] (12, 12, 6, 6 images)
-    plans = iter([])
     def scripted(conf, overlap, sizes, ratio=0.7):
         return next(plans)
     monkeypatch.setattr(S2, "plan_merges", scripted)
