@@ -184,3 +184,26 @@ def test_merge_conf_label_rate(tmp_path):
     # clusters 1 and 2 in all 20, clusters 0 and 3 in alternate images
     np.testing.assert_allclose(steps[0]["confident_images"], [20, 20, 10, 10], atol=1)
     assert sorted(sum(res.channel_clusters, [])) == [0, 1, 2, 3]
+
+
+def test_rigid_shape_check(tmp_path):
+    """shape_tol / shape_view: training ends by fitting a rigid shape to the training detections; it is saved with the
+    detector, reloaded, and the detector's visible flags are exactly the shape check of the peak-threshold ones."""
+    imgs, lab = _data(n=20)
+    s1 = LandmarkNet(NET_PRESETS["test"])
+    cfg = S2.stage2_config("test", min_images=1, merge_every=0, visibility="label_rate", shape_tol=0.1, shape_view=0.4)
+    res = S2.run_stage2(imgs, lab, s1, cfg, tmp_path, progress=False)
+    assert res.shape is not None and len(res.shape["channels"]) >= 4
+    det = S2.LandmarkDetector.load(tmp_path)
+    assert det.shape is not None and det.shape.tol == 0.1 and det.shape.view == 0.4
+    xy, vis, peak = det.predict_crops(imgs)
+    raw = peak >= det.visibility_threshold
+    c = det.shape_channels
+    np.testing.assert_array_equal(vis[:, c], det.shape.check(xy[:, c], raw[:, c]))
+    assert not (vis & ~raw).any()                                  # the check only removes detections
+    plain = S2.LandmarkDetector(det.net, det.channel_clusters, det.visibility_threshold)
+    np.testing.assert_array_equal(plain.predict_crops(imgs)[1], raw)
+    for bad in ({"shape_tol": -1.0}, {"shape_view": 0.5}, {"shape_tol": 0.1, "shape_view": 2.0}):
+        with pytest.raises(ConfigError, match="shape_"):
+            S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1, **bad), tmp_path / "b", progress=False)
+        assert not (tmp_path / "b").exists()
