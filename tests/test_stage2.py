@@ -237,3 +237,9 @@ def test_label_shape_check(tmp_path):
         with pytest.raises(ConfigError, match="label_shape_"):
             S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1, **bad), tmp_path / "b", progress=False)
         assert not (tmp_path / "b").exists()
+    imgs3, lab3 = _data(n=12)                                        # 3 labels per image: no shape can be fitted
+    with pytest.warns(UserWarning, match="labels are not checked"):
+        S2.run_stage2(imgs3, lab3, s1, S2.stage2_config("test", min_images=1, label_shape_tol=0.1), tmp_path / "c",
+                      progress=False)
+    logs = [r["label_check"] for r in read_jsonl(tmp_path / "c" / "metrics.jsonl") if "label_check" in r]
+    assert logs == [{"kept": 36, "of": 36}]
