@@ -53,3 +53,13 @@ def test_hourglass_benchmark_runs():
     lines = [l for l in r.stdout.splitlines() if "img/s" in l]
     assert len(lines) == 2 and lines[1].startswith("stage1-test") and "% of matmul peak" in lines[1], r.stdout
     assert "matmul" in r.stdout.splitlines()[0]
+
+def test_shape_check_benchmark_runs():
+    "The rigid-shape check benchmark prints the fit time and the check's img/s, and the check separates moved detections."
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "shape_check_speed.py"), "--images", "300", "--K", "15", "--missing", "0.3",
+                        "--check", "200"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    line = [l for l in r.stdout.splitlines() if l.startswith("fit on")]
+    assert len(line) == 1 and "img/s" in line[0], r.stdout
+    moved, others = [float(w) for w in line[0].split("kept ")[1].replace(" of the moved detections,", "").split()[:2]]
+    assert moved < 0.1 and others > 0.9, line[0]
