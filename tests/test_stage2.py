@@ -233,7 +233,14 @@ def test_label_shape_check(tmp_path):
     assert logs == [{"kept": int(want.sum()), "of": N * K}]
     S2.run_stage2(imgs, lab, s1, cfg, tmp_path, resume=True, progress=False)
     assert sum("label_check" in r for r in read_jsonl(tmp_path / "metrics.jsonl")) == 1
-    for bad in ({"label_shape_tol": 0.0}, {"label_shape_view": 0.5}):
+    fcfg = S2.stage2_config("test", min_images=1, merge_every=0, label_shape_tol=0.1, label_shape_fill="replace")
+    S2.run_stage2(imgs, lab, s1, fcfg, tmp_path / "f", progress=False)
+    fp, fm = S2.shape_filled_labels(d, m, 0.1, size=64)
+    log = [r["label_check"] for r in read_jsonl(tmp_path / "f" / "metrics.jsonl") if "label_check" in r]
+    assert log == [{"kept": int(want.sum()), "of": N * K, "filled": int(fm.sum() - want.sum())}] and log[0]["filled"] >= 6
+    assert np.abs(fp[::5, 0] - pts[::5, 1]).max() > 1                # the moved labels were replaced, not kept
+    for bad in ({"label_shape_tol": 0.0}, {"label_shape_view": 0.5}, {"label_shape_fill": "all"},
+                {"label_shape_tol": 0.1, "label_shape_fill": "some"}):
         with pytest.raises(ConfigError, match="label_shape_"):
             S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1, **bad), tmp_path / "b", progress=False)
         assert not (tmp_path / "b").exists()
