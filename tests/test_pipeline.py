@@ -192,3 +192,27 @@ def test_position_option_runs_end_to_end(tmp_path):
     assert a.stage1.centroids.shape[1] == cfg.stage1.net.desc_dim + 1
     rows = {r["method"]: r for r in a.results["rows"]}
     assert np.isfinite(rows["stage 0 labels"]["forward_nme"]) and np.isfinite(rows["stage 1 labels"]["forward_nme"])
+
+
+def test_shape_grid_tool(tmp_path, data_tmp, root, capsys):
+    """tools/shape_grid.py scores the rigid-shape check of a finished SynthHeads run on the val split for a grid of
+    (tol, view): the unchecked detector first, then one row per setting; a check only removes detections."""
+    import importlib.util
+    import torch
+    from unsupervised_landmarks.pipeline import experiment_config, run_experiment
+    spec = importlib.util.spec_from_file_location("shape_grid", root / "tools" / "shape_grid.py")
+    tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)
+    run = tmp_path / "run"
+    run_experiment(experiment_config("synthheads", "test"), run, progress=False)
+    ck_path = run / "checkpoints" / "stage2_final.pt"                 # the test preset's detector hardly fires:
+    ck = torch.load(ck_path, weights_only=True); ck["visibility_threshold"] = -1.0   # let every channel fire
+    torch.save(ck, ck_path)
+    assert len(json.loads(ck["channel_clusters"])) >= 4
+    out = tmp_path / "g.json"
+    assert tool.main([str(run), "--n-val", "48", "--tol", "0.1", "--view", "none", "0.4", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())[str(run)]
+    assert rows[0]["tol"] is None and len(rows) == 3
+    assert all(0 <= r["holding3d"] <= r["K"] and 0 <= r["visible_rate"] <= rows[0]["visible_rate"] for r in rows)
+    if len(rows) == 3: assert rows[2]["visible_rate"] <= rows[1]["visible_rate"]   # the facing test only removes
+    assert "holding3d" in capsys.readouterr().out
+    with pytest.raises(SystemExit): tool.main([str(run), "--split", "train"])
