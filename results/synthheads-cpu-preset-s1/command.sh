@@ -1,0 +1,2 @@
+# reproduces results/synthheads-cpu-preset-s1 (run from the repository root)
+papermill nbs/10_train.ipynb out.ipynb -p preset cpu -p seed 1
