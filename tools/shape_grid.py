@@ -15,8 +15,6 @@ evaluation): for reporting a setting chosen on 'val', never for choosing it.
 import argparse, json, sys
 from pathlib import Path
 
-import numpy as np
-
 
 def _view(v: str):
     return None if v.lower() == "none" else float(v)
@@ -27,8 +25,7 @@ def evaluate_run(run_dir, n_val: int, tols, views, split: str = "val", progress:
     from unsupervised_landmarks.core import load_json
     from unsupervised_landmarks.data import materialize
     from unsupervised_landmarks.pipeline import ExperimentConfig, _synthetic, prepare_data, surface_evaluation
-    from unsupervised_landmarks.shape import fit_rigid_shape
-    from unsupervised_landmarks.stage2 import LandmarkDetector
+    from unsupervised_landmarks.stage2 import LandmarkDetector, detector_shape
     run_dir = Path(run_dir)
     cfg = ExperimentConfig.from_dict(load_json(run_dir / "config.json"))
     if cfg.dataset != "synthheads":
@@ -40,7 +37,6 @@ def evaluate_run(run_dir, n_val: int, tols, views, split: str = "val", progress:
     val = materialize(raw, size=cfg.in_size, enlarge=det.enlarge, progress=progress)
     xt, vt, _ = det.predict_crops(train.images)
     xv, vv, _ = det.predict_crops(val.images)
-    ok = vt.sum(0) >= 4                                         # channels that can be placed (as in stage 2)
 
     def score(vis):
         sc = surface_evaluation(cfg, val, {"m": (xv, vis)}, split=split)["methods"]["m"]
@@ -48,17 +44,14 @@ def evaluate_run(run_dir, n_val: int, tols, views, split: str = "val", progress:
 
     rows = [{"tol": None, "view": None, **score(vv)}]
     for tol in tols:
-        try:
-            sh = fit_rigid_shape(xt[:, ok], vt[:, ok], tol)
-        except ValueError as e:                                 # too few channels fire on the training images
-            print(f"{run_dir}: no rigid shape can be fitted ({e}); only the unchecked detector is scored", file=sys.stderr)
+        shape = detector_shape(xt, vt, tol)                     # as stage 2 fits it (`Stage2Config.shape_tol`)
+        if shape is None:                                       # too few channels fire on the training images
+            print(f"{run_dir}: no rigid shape can be fitted; only the unchecked detector is scored", file=sys.stderr)
             return rows
-        cams = sh.cameras(xv[:, ok], vv[:, ok])
+        checked = LandmarkDetector(det.net, det.channel_clusters, det.visibility_threshold, det.enlarge, shape=shape)
         for view in views:
-            sh.view = view
-            keep = np.zeros_like(vv)
-            keep[:, ok] = sh.check(xv[:, ok], vv[:, ok], cameras=cams)
-            rows.append({"tol": tol, "view": view, **score(keep)})
+            checked.shape.view = view
+            rows.append({"tol": tol, "view": view, **score(checked.shape_check(xv, vv))})
     return rows
 
 
