@@ -1,2 +1,0 @@
-# reproduces results/synthheads-cpu-position-side (run from the repository root)
-mkdir -p runs/synthheads-cpu-position-side && papermill nbs/10_train.ipynb runs/synthheads-cpu-position-side/10_train.ipynb --cwd nbs -p dataset synthheads -p preset cpu -p seed 0 -p run_dir ../runs/synthheads-cpu-position-side -y '{"overrides": {"stage0_position": 0.5, "stage1": {"position": 0.5, "position_scale": 0.1}, "stage2": {"visibility": null, "shape_tol": null, "shape_view": null}}}'

@@ -1,2 +1,0 @@
-# reproduces results/synthheads-cpu-s1 (run from the repository root)
-mkdir -p runs/synthheads-cpu-s1 && papermill nbs/10_train.ipynb runs/synthheads-cpu-s1/10_train.ipynb --cwd nbs -p dataset synthheads -p preset cpu -p seed 1 -p run_dir ../runs/synthheads-cpu-s1 -y '{"overrides": {"stage1": {"net": {"det_stride": null}, "warmup_iters": 1200, "round_iters": 500, "warmup_pairing": "equivariance"}, "initializer_args": {}, "stage2": {"merge_warmup": 300, "merge_every": 300, "merge_grid": null, "absent_weight": null, "visibility": null, "shape_tol": null, "shape_view": null}}}'

@@ -1,2 +1,0 @@
-# reproduces results/synthheads-cpu-s2-grid64 (run from the repository root)
-mkdir -p runs/s2-grid64 && papermill nbs/10_train.ipynb runs/s2-grid64/10_train.ipynb --cwd nbs -p dataset synthheads -p preset cpu -p seed 2 -p run_dir ../runs/s2-grid64 -y '{"overrides": {"stage1": {"net": {"det_stride": 2}, "warmup_iters": 900, "round_iters": 400, "warmup_pairing": "equivariance"}, "initializer_args": {}, "stage2": {"merge_warmup": 300, "merge_every": 300, "merge_grid": null, "absent_weight": null, "visibility": null, "shape_tol": null, "shape_view": null}}}'

@@ -1,2 +1,0 @@
-# reproduces results/synthheads-cpu-s2-late-merge-s1 (run from the repository root)
-mkdir -p runs/synthheads-cpu-s2-late-merge-s1 && papermill nbs/10_train.ipynb runs/synthheads-cpu-s2-late-merge-s1/10_train.ipynb --cwd nbs -p dataset synthheads -p preset cpu -p seed 1 -p run_dir ../runs/synthheads-cpu-s2-late-merge-s1 -y '{"overrides": {"stage2": {"merge_grid": 64, "merge_warmup": 800, "merge_every": 400, "absent_weight": 0.3, "visibility": null, "shape_tol": null, "shape_view": null}}}'

@@ -1,2 +1,0 @@
-# reproduces results/synthheads-cpu-s2-mergegrid-absent (run from the repository root)
-mkdir -p runs/synthheads-cpu-s2-mergegrid-absent && papermill nbs/10_train.ipynb runs/synthheads-cpu-s2-mergegrid-absent/10_train.ipynb --cwd nbs -p dataset synthheads -p preset cpu -p seed 0 -p run_dir ../runs/synthheads-cpu-s2-mergegrid-absent -y '{"overrides": {"stage2": {"merge_grid": 64, "absent_weight": 0.1, "merge_warmup": 300, "merge_every": 300, "visibility": null, "shape_tol": null, "shape_view": null}, "initializer_args": {}, "stage1": {"warmup_pairing": "equivariance"}}}'
