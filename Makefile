@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/default
 PRESET ?= cpu
 DATASET ?= synthheads
+SEED ?= 0
 NB_WORKERS ?= 2
 
 .PHONY: install train test nbtest pytest readme docs docs-check export
@@ -25,7 +26,7 @@ install: $(STAMP)
 
 train: install
 	@mkdir -p $(RUN_DIR)
-	$(BIN)/papermill nbs/10_train.ipynb $(RUN_DIR)/10_train.ipynb -p dataset $(DATASET) -p preset $(PRESET) -p run_dir $(abspath $(RUN_DIR)) --cwd nbs
+	$(BIN)/papermill nbs/10_train.ipynb $(RUN_DIR)/10_train.ipynb -p dataset $(DATASET) -p preset $(PRESET) -p seed $(SEED) -p run_dir $(abspath $(RUN_DIR)) --cwd nbs
 
 nbtest: install
 	$(BIN)/nbdev_test --n_workers $(NB_WORKERS)

@@ -8,7 +8,8 @@ Quarto (which `nbdev_docs` needs) cannot be installed offline, so the site is bu
 (nbs/_quarto.yml, nbs/nbdev.yml, nbs/sidebar.yml).
 
 Steps:
-1. Discover nbs/*.ipynb (index first, then file-name order; `_*` notebooks skipped).
+1. Discover nbs/*.ipynb (index first, then file-name order; `_*` notebooks skipped). Notebooks whose name does not
+   start with a digit (nbs/findings.ipynb: markdown only, no module) are pages listed before the chapters.
 2. Execute each notebook (notebooks are committed without outputs). By default a notebook runs exactly as
    `nbdev_test` runs it: in-process with execnb, from nbs/, with IN_TEST=1, skipping the cells flagged with
    settings.ini `tst_flags` (e.g. `#| notest`). `EXECUTION` below overrides that per notebook: parameterised
@@ -324,8 +325,11 @@ def stage(notebooks: list[Path], executed: dict[str, Path], src: Path) -> list[d
     for nb in notebooks:
         page, n_img = page_notebook(executed[nb.name], nb, api_pages)
         if nb.stem == "index":
-            toc = ["```{toctree}", ":hidden:", ":caption: Notebooks", ""] + \
-                  [n.stem for n in notebooks if n.stem != "index"] + ["```", "",
+            # pages that are not numbered chapters (nbs/findings.ipynb) come first, under their own caption
+            pages_ = [n.stem for n in notebooks if n.stem != "index" and not n.stem[:1].isdigit()]
+            toc = (["```{toctree}", ":hidden:", ":caption: Findings", ""] + pages_ + ["```", ""] if pages_ else []) + \
+                  ["```{toctree}", ":hidden:", ":caption: Notebooks", ""] + \
+                  [n.stem for n in notebooks if n.stem != "index" and n.stem not in pages_] + ["```", "",
                    "```{toctree}", ":hidden:", ":caption: API reference", ""] + [api_pages[m] for m in mods] + ["```"]
             page["cells"].append(_md("\n".join(toc)))
         title = next((l[2:].strip() for c in page["cells"] if c["cell_type"] == "markdown"

@@ -1,10 +1,11 @@
 """Generate README.md from nbs/index.ipynb without Quarto (nbdev_readme needs Quarto, which cannot be installed offline).
 
 Markdown cells are copied; the first cell's `> summary` stays a quote; code cells are dropped unless tagged
-`readme` (shown as python blocks); `#| hide` cells are always dropped. `python tools/readme.py --check` exits 1
+`readme` (shown as python blocks); `#| hide` cells are always dropped. Links are written relative to nbs/ (as the
+docs site needs them) and rewritten relative to the repository root. `python tools/readme.py --check` exits 1
 when README.md is out of date.
 """
-import sys
+import re, sys
 from pathlib import Path
 import nbformat
 
@@ -22,8 +23,11 @@ def render(nb_path=ROOT / "nbs" / "index.ipynb") -> str:
             parts.append(src)
         elif "readme" in c.metadata.get("tags", []):
             parts.append("```python\n" + src + "\n```")
-    # links written relative to nbs/ (where the notebook lives) become relative to the repository root
-    return HEADER + "\n\n".join(parts).replace("](../", "](") + "\n"
+    # links written relative to nbs/ (where the notebook lives) become relative to the repository root: `../x` -> `x`,
+    # a sibling notebook `name.ipynb` (a page of the docs site) -> `nbs/name.ipynb`
+    text = "\n\n".join(parts).replace("](../", "](")
+    text = re.sub(r"\]\((?![a-z]+:)([^)\s/#]+\.ipynb(?:#[^)\s]*)?)\)", r"](nbs/\1)", text)
+    return HEADER + text + "\n"
 
 
 if __name__ == "__main__":
