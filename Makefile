@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make train   create .venv if needed, install, run the main experiment notebook on SynthHeads
+#                (the notebook's output, with a progress line every 20 s, streams to the terminal)
 #   make test    same install, then nbdev_test (every notebook) and pytest tests/
 #   make docs    same install, then build the docs site into site/ (offline: Sphinx + MyST-NB; tools/build_docs.py)
 SHELL := /bin/bash
@@ -26,7 +27,7 @@ install: $(STAMP)
 
 train: install
 	@mkdir -p $(RUN_DIR)
-	$(BIN)/papermill nbs/10_train.ipynb $(RUN_DIR)/10_train.ipynb -p dataset $(DATASET) -p preset $(PRESET) -p seed $(SEED) -p run_dir $(abspath $(RUN_DIR)) --cwd nbs
+	UL_PROGRESS=log $(BIN)/papermill --log-output --no-progress-bar nbs/10_train.ipynb $(RUN_DIR)/10_train.ipynb -p dataset $(DATASET) -p preset $(PRESET) -p seed $(SEED) -p run_dir $(abspath $(RUN_DIR)) --cwd nbs
 
 nbtest: install
 	$(BIN)/nbdev_test --n_workers $(NB_WORKERS)
