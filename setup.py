@@ -35,5 +35,5 @@ setuptools.setup(
     zip_safe=False,
     entry_points={"nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],
                   "console_scripts": ["ul-train=unsupervised_landmarks.pipeline:train_cli",
-                                      "ul-sweep=unsupervised_landmarks.sweep:sweep_cli"]},
+                                      "ul-sweep=unsupervised_landmarks.ablations:sweep_cli"]},
 )

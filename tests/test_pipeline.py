@@ -78,7 +78,7 @@ def test_dataset_parameter_reaches_loader(tmp_path):
     from unsupervised_landmarks.core import PointTable
     assert PointTable.load(run / "stage0" / "labels.npz").n_images == n_train
     assert res["rows"][0]["n_test"] == info["sizes"][("aflw", "test")]
-    assert "surface_reference" not in res and "spread3d" not in res["rows"][-1]     # 3D measures: SynthHeads only
+    assert "surface_reference" not in res and "spread3d" not in res["rows"][-1]     # no 3D surface points: no 3D measures
 
 
 @pytest.mark.parametrize("dataset", ["celeba", "ls3d", "h36m", "bbcpose", "cats"])
@@ -105,24 +105,6 @@ def test_run_experiment_resumes_its_own_run(tmp_path):
         run_experiment(experiment_config("aflw", "test", data_root=str(root), seed=1), tmp_path / "run", resume=True, progress=False)
 
 
-@pytest.mark.parametrize("option", [{"det_ignore": 1.5}, {"relabel_pool": "keypoints", "label_gate": 0.0}])
-def test_stage1_options_read_the_stage0_keypoints(tmp_path, option):
-    """With stage1.det_ignore or relabel_pool='keypoints' the pipeline hands the saved stage-0 keypoints to stage 1
-    (detected again when missing)."""
-    from unsupervised_landmarks.pipeline import experiment_config, run_experiment, stage0_keypoints
-    from unsupervised_landmarks.core import PointTable
-    root = tmp_path / "aflw"; FIXTURES["aflw"](root)
-    cfg = experiment_config("aflw", "test", data_root=str(root), overrides={"stage1": option})
-    a = run_experiment(cfg, tmp_path / "run", progress=False)
-    kp = tmp_path / "run" / "stage0" / "keypoints.npz"
-    saved = PointTable.load(kp)
-    assert saved.n_images == len(a.train.images) and len(saved) >= len(a.stage0[0])
-    kp.unlink()                                      # runs made before keypoints were saved: detected again, same points
-    again = stage0_keypoints(cfg, a.train, tmp_path / "run")
-    assert np.array_equal(again.offsets, saved.offsets) and np.allclose(again.xy, saved.xy) and kp.is_file()
-    assert a.results["rows"]
-
-
 def test_oracle_stage0_tool(tmp_path, data_tmp, root):
     """tools/oracle_stage0.py (a positive control, never the method) swaps a run's stage-0 labels for the visible
     annotated landmarks, and the pipeline resumes from them: stage 1's round 0 has the perfect NMI."""
@@ -131,7 +113,7 @@ def test_oracle_stage0_tool(tmp_path, data_tmp, root):
     from unsupervised_landmarks.pipeline import experiment_config, run_experiment
     spec = importlib.util.spec_from_file_location("oracle_stage0", root / "tools" / "oracle_stage0.py")
     tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)
-    ov = {"stage1": {"warmup_pairing": "clustering", "M": 20}}       # one cluster per landmark at least
+    ov = {"stage1": {"M": 20}}                                       # one cluster per landmark at least
     run = tmp_path / "run"
     with pytest.raises(Exception, match="M >= 20"): tool.main([str(run), "--preset", "test"])   # the test preset's M=8
     assert not (run / "stage0").exists()
@@ -179,19 +161,6 @@ def test_stage0_slope_tool(tmp_path, data_tmp, root, capsys):
     gt = rows["gray+chroma:8:1+1"]["gt_x_slope"]
     assert gt is not None and gt < 0.1                                  # annotated parts stay put as the head turns
     assert "|x slope|" in capsys.readouterr().out
-
-
-def test_position_option_runs_end_to_end(tmp_path):
-    """stage0_position and stage1.position: the stage-0 and stage-1 centroids carry the extra place column, and the
-    evaluation labels the test images with it (a mismatch would raise in assign_labels / label_images)."""
-    from unsupervised_landmarks.pipeline import experiment_config, run_experiment
-    root = tmp_path / "aflw"; FIXTURES["aflw"](root)
-    cfg = experiment_config("aflw", "test", data_root=str(root), overrides={"stage0_position": 0.5, "stage1": {"position": 1.0}})
-    a = run_experiment(cfg, tmp_path / "run", progress=False)
-    assert a.stage0[1].shape[1] == 128 + 1                               # SIFT descriptors + the place
-    assert a.stage1.centroids.shape[1] == cfg.stage1.net.desc_dim + 1
-    rows = {r["method"]: r for r in a.results["rows"]}
-    assert np.isfinite(rows["stage 0 labels"]["forward_nme"]) and np.isfinite(rows["stage 1 labels"]["forward_nme"])
 
 
 def test_shape_grid_tool(tmp_path, data_tmp, root, capsys):

@@ -5,10 +5,10 @@
 
 The first command runs stage 0 as usual (so the evaluation's stage-0 row still scores the generic keypoints), then
 replaces the training labels in RUN_DIR/stage0/labels.npz by every visible annotated landmark, with the landmark's
-index as its cluster (`sweep.oracle_labels`), and records `"oracle": true` in stage0/done.json. The second command
+index as its cluster (`diagnostics.oracle_labels`), and records `"oracle": true` in stage0/done.json. The second command
 trains stages 1 and 2 from those labels and evaluates. It answers one question: given a perfect start, do the
 self-training rounds and stage 2 keep landmarks that hold across yaw? This is a diagnostic, never the method: it
-reads the annotations. Use `{"stage1": {"warmup_pairing": "clustering"}}` so that the warm-up trains on these labels.
+reads the annotations. The warm-up trains on these labels, as on stage 0's.
 """
 import argparse, json, sys
 from pathlib import Path
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from unsupervised_landmarks.core import load_json, save_json
     from unsupervised_landmarks.pipeline import experiment_config, prepare_data, run_stage0
-    from unsupervised_landmarks.sweep import oracle_labels
+    from unsupervised_landmarks.diagnostics import oracle_labels
     cfg = experiment_config(a.dataset, a.preset, json.loads(a.overrides), seed=a.seed)
     train, _ = prepare_data(cfg, progress=False)
     if not train.landmarks.shape[1]:

@@ -1,4 +1,4 @@
-"""The results registry (results/ in the repository) from the shell; the code is in unsupervised_landmarks.sweep.
+"""The results registry (results/ in the repository) from the shell; the code is in unsupervised_landmarks.ablations.
 
     python tools/results.py register RUN_DIR [--name NAME] [--notes TEXT] [--command CMD] [--overwrite]
     python tools/results.py table [--link-prefix results/]     # print the registry table as markdown
@@ -12,7 +12,7 @@ re-renders results/README.md.
 import argparse, sys
 from pathlib import Path
 
-from unsupervised_landmarks.sweep import register_run, registry_table, update_registry_readme, reproduce_command
+from unsupervised_landmarks.ablations import register_run, registry_table, update_registry_readme, reproduce_command
 
 
 def main(argv=None) -> int:

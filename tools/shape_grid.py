@@ -8,7 +8,7 @@ own visibility thresholds, no check), fits one rigid shape per `tol` to those de
 as `Stage2Config.shape_tol` does at the end of training), and for each (tol, view) checks the detector's detections
 on `n_val` heads of the SynthHeads 'val' split: identities and views that neither the training nor the test split
 contain. It prints, per setting, the channels that hold across yaw in 3D, the 3D spread and the visible rate
-(`pipeline.surface_evaluation` on the val split), first without any check. The annotations only score; the shape is
+(`diagnostics.surface_evaluation` on the val split), first without any check. The annotations only score; the shape is
 fitted to the detector's detections. `--split test` scores the test split instead (500 heads, as the run's own
 evaluation): for reporting a setting chosen on 'val', never for choosing it.
 """
@@ -24,7 +24,8 @@ def evaluate_run(run_dir, n_val: int, tols, views, split: str = "val", progress:
     "Rows {tol, view, holding3d, spread3d, visible_rate, K} for one run (tol=None: no check) on `split`."
     from unsupervised_landmarks.core import load_json
     from unsupervised_landmarks.data import materialize
-    from unsupervised_landmarks.pipeline import ExperimentConfig, _synthetic, prepare_data, surface_evaluation
+    from unsupervised_landmarks.diagnostics import attach_surface, surface_evaluation
+    from unsupervised_landmarks.pipeline import ExperimentConfig, _synthetic, prepare_data
     from unsupervised_landmarks.stage2 import LandmarkDetector, detector_shape
     run_dir = Path(run_dir)
     cfg = ExperimentConfig.from_dict(load_json(run_dir / "config.json"))
@@ -34,12 +35,12 @@ def evaluate_run(run_dir, n_val: int, tols, views, split: str = "val", progress:
     det.shape = det.shape_channels = None                      # the detector's own detections, unchecked
     train, _ = prepare_data(cfg, progress=progress)
     raw = _synthetic(cfg, split, n_val)
-    val = materialize(raw, size=cfg.in_size, enlarge=det.enlarge, progress=progress)
+    val = attach_surface(materialize(raw, size=cfg.in_size, enlarge=det.enlarge, progress=progress), raw)   # 3D points
     xt, vt, _ = det.predict_crops(train.images)
     xv, vv, _ = det.predict_crops(val.images)
 
     def score(vis):
-        sc = surface_evaluation(cfg, val, {"m": (xv, vis)}, split=split)["methods"]["m"]
+        sc = surface_evaluation(val, {"m": (xv, vis)})["methods"]["m"]
         return {"holding3d": sc["holding"], "spread3d": sc["mean"], "visible_rate": float(vis.mean()), "K": det.K}
 
     rows = [{"tol": None, "view": None, **score(vv)}]

@@ -12,7 +12,7 @@ albedo detail with the smooth shading of the head removed). E.g. `gray+chroma:8:
 
 Per variant it prints the test labels' NMI and F-measure against the annotated landmarks, the 3D spread, the number
 of clusters that hold across yaw and that slide, and the median |x slope|: how far a cluster's 3D centre moves
-left-right over the head per 90 degrees of yaw, in outer-eye-corner distances (`evaluation.surface_consistency`,
+left-right over the head per 90 degrees of yaw, in outer-eye-corner distances (`diagnostics.surface_consistency`,
 'slope'; ground-truth landmarks: ~0.01). The annotations are used only to score, never to cluster.
 """
 import argparse, json, sys
@@ -82,18 +82,18 @@ def score(cfg, test, dtr, dte, seed: int) -> dict:
     "Stage-0 clustering of `dtr`, the test descriptors `dte` assigned to it, scored on the test split."
     from unsupervised_landmarks import evaluation as E
     from unsupervised_landmarks.clustering import stage0, assign_labels
-    from unsupervised_landmarks.pipeline import surface_evaluation
+    from unsupervised_landmarks.diagnostics import surface_evaluation, median_slope
     lab, cent, info = stage0(dtr, M=cfg.stage0_M, drop=cfg.outlier_drop, seed=seed)
     lte = assign_labels(dte, cent, info["thresholds"])
     _, _, ids = E.points_from_table(lab)
     pte, mte, _ = E.points_from_table(lte, ids=ids)
     pm = E.point_metrics(lte, test.landmarks, test.visible, cfg.gt_radius * cfg.in_size)
-    sv = surface_evaluation(cfg, test, {"stage 0": (pte, mte)})
+    sv = surface_evaluation(test, {"stage 0": (pte, mte)})
     if sv is None: raise SystemExit("no 3D measure: stage0_slope.py needs SynthHeads test crops with both eye corners")
     s = sv["methods"]["stage 0"]
     return {"nmi": pm["nmi"], "f_measure": pm["f_measure"], "spread3d": s["mean"], "holding3d": s["holding"],
-            "sliding3d": s["sliding"], "x_slope": E.median_slope(s), "clusters": int(np.isfinite(np.array(s["slope"], float)[:, 0]).sum()),
-            "gt_x_slope": E.median_slope(sv["ground truth"])}
+            "sliding3d": s["sliding"], "x_slope": median_slope(s), "clusters": int(np.isfinite(np.array(s["slope"], float)[:, 0]).sum()),
+            "gt_x_slope": median_slope(sv["ground truth"])}
 
 
 def main(argv=None) -> int:
