@@ -3,7 +3,7 @@
     python benchmarks/synthetic_speed.py                 # 5,000 SynthHeads at 128x128, 2 worker processes
     python benchmarks/synthetic_speed.py --n 1000 --workers 1 --kind synthbodies
 
-Target (DESIGN.md section 4): 5,000 heads at 128x128 in under 60 s on 2 cores.
+Target: 5,000 heads at 128x128 in under 60 s on 2 cores.
 """
 import argparse, os, resource, time
 
