@@ -14,9 +14,8 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .core import ConfigError, DatasetError, data_dir, save_npz
+from .core import ConfigError, DatasetError, data_dir, save_npz, progress as progress_bar
 
 # %% auto #0
 __all__ = ['DATASETS', 'FACE5_NAMES', 'FACE5_FLIP', 'CELEBA_LAYOUT', 'AFLW_LAYOUT', 'FACE68_NAMES', 'FACE68_FLIP', 'LS3D_LAYOUT',
@@ -304,7 +303,7 @@ def materialize(ds: LandmarkDataset, size: int = 128, enlarge: float | None = No
     work = lambda i: crop_sample(ds[i], size, enlarge)
     workers = workers or min(8, os.cpu_count() or 1)
     it = range(len(ds))
-    bar = tqdm(total=len(ds), desc=f"crop {ds.name}/{ds.split}", disable=not progress, leave=False)
+    bar = progress_bar(total=len(ds), desc=f"crop {ds.name}/{ds.split}", enabled=progress)
     samples = []
     with ThreadPoolExecutor(workers) as ex:
         for s in ex.map(work, it):

@@ -114,7 +114,7 @@ def detect_dataset(initializer: Initializer, ds, progress: bool = True, batch_si
                    landmarks=None, visible=None) -> PointTable:
     """Run `initializer` on every image of `ds`; returns a `PointTable` with columns x, y, score, desc.
     `landmarks` (n,L,2) / `visible` (n,L) are only for `GroundTruthNoise` and must be passed explicitly."""
-    from tqdm.auto import tqdm
+    from unsupervised_landmarks.core import progress as _progress
     n = len(ds)
     kw = {}
     if initializer.uses_ground_truth:
@@ -124,7 +124,7 @@ def detect_dataset(initializer: Initializer, ds, progress: bool = True, batch_si
         landmarks = np.asarray(landmarks, np.float32)
         visible = np.isfinite(landmarks).all(-1) if visible is None else np.asarray(visible, bool)
     results = []
-    for s in tqdm(range(0, n, batch_size), disable=not progress, desc=f"keypoints ({type(initializer).__name__})"):
+    for s in _progress(range(0, n, batch_size), desc=f"keypoints ({type(initializer).__name__})", enabled=progress):
         idx = list(range(s, min(n, s + batch_size)))
         images, boxes = _items(ds, idx)
         if initializer.uses_ground_truth:

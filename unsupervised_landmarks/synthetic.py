@@ -13,9 +13,8 @@ import multiprocessing as mp
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from .core import ConfigError, DatasetError, data_dir, save_json
+from .core import ConfigError, DatasetError, data_dir, save_json, progress as progress_bar
 from .data import ArrayDataset, register_dataset
 
 @contextmanager
@@ -956,7 +955,7 @@ def _render_chunk(kind: str, start: int, stop: int, kw: dict) -> dict:
 
 def _generate(kind: str, n: int, kw: dict, workers: int, progress: bool) -> dict:
     chunks = [(i, min(n, i + _BATCH)) for i in range(0, n, _BATCH)]
-    bar = tqdm(total=n, desc=f"rendering {kind}", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc=f"rendering {kind}", unit="img", enabled=progress)
     parts = []
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
@@ -1033,7 +1032,7 @@ class _SynthDataset(ArrayDataset):
         kw = {k: v for k, v in self.params.items() if k != "n"}
         S = int(kw["image_size"])
         out = np.full(xy.shape[:2] + (3,), np.nan, np.float32)
-        for a in tqdm(range(0, len(idx), _BATCH), desc="surface", disable=not progress, leave=False):
+        for a in progress_bar(range(0, len(idx), _BATCH), desc="surface", enabled=progress):
             ii = idx[a:a + _BATCH]
             sf = _RENDERERS[self.kind](ii, aux=True, **kw)["surface"]              # (b,S,S,3)
             out[a:a + _BATCH] = _surface_at(sf, xy[a:a + _BATCH], S)
