@@ -2,7 +2,6 @@
 import json, os, subprocess, sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from unsupervised_landmarks.data import FIXTURES
@@ -33,13 +32,3 @@ def test_torchrun_two_processes_gloo(tmp_path):
         assert len(json.loads(ck["rng"])) == 2
     assert "stage 2 detector" in r.stdout
 
-
-def test_torchrun_exchange_neighbours(tmp_path):
-    "The view-neighbour table is built from both ranks' shards (gather, search on rank 0, broadcast) without a hang."
-    ov = {"stage1": {"exchange": 0.05, "exchange_aux": "neighbours", "warmup_pairing": "equivariance"}}
-    run, r = _torchrun(tmp_path, "--overrides", json.dumps(ov))
-    from unsupervised_landmarks.core import PointTable
-    n = PointTable.load(run / "stage0" / "labels.npz").n_images
-    for p in (1, 2):
-        nn = np.load(run / "stage1" / f"neighbours_{p:02d}.npy")
-        assert nn.shape == (n, min(5, n - 1)) and (nn != np.arange(n)[:, None]).all()
