@@ -145,6 +145,7 @@ class RigidShape:
         n = np.array([[np.nan if v is None else v for v in row] for row in d["normals"]], np.float64).reshape(-1, 3)
         return cls(np.asarray(d["points"], np.float64).reshape(-1, 3), n, float(d["tol"]), d.get("view"), int(d.get("trials", 100)))
 
+# %% ../nbs/06b_shape.ipynb #692c1452
 def fit_rigid_shape(xy, vis, tol: float = 0.1, view: float | None = None, iters: int = 40, burn: int = 5,
                     trials: int = 100) -> RigidShape:
     """Fit a `RigidShape` to detections xy (N,K,2) where visible (N,K) (a robust, missing-data factorisation; see above).
