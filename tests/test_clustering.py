@@ -4,8 +4,9 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from unsupervised_landmarks.core import PointTable, ConfigError
-from unsupervised_landmarks.clustering import (assign_chunks, assign_labels, cluster_thresholds, hard_mixture, inertia,
-                                               kmeans, kmeanspp_init, knn_density, remove_outliers, round_report, stage0)
+from unsupervised_landmarks.clustering import (assign_chunks, assign_labels, background_centroids, cluster_thresholds,
+                                               foreground_mask, hard_mixture, inertia, kmeans, kmeanspp_init, knn_density,
+                                               remove_outliers, round_report, stage0)
 
 
 def random_table(n_img=400, D=16, max_pts=30, seed=0):
@@ -155,3 +156,47 @@ def test_stage0_end_to_end_and_report(tmp_path):
     assert "nmi" not in rep and rep["points_per_image"] == pytest.approx(len(labels) / n_img)
     with pytest.raises(ConfigError):
         stage0(PointTable(t.offsets, {"x": t["x"], "y": t["y"]}))          # no descriptors
+
+
+def test_foreground_mask_by_hand():
+    "Kept: inside the box and strictly nearer the nearest inside centroid than the nearest outside one."
+    c_out = np.array([[0, 1], [-1, 0]], np.float32); c_in = np.array([[1, 0]], np.float32)
+    x = np.array([[0.9, 0.1], [0.1, 0.9], [-0.9, 0.0], [0.6, 0.6], [0.9, 0.1]], np.float32)
+    keep = foreground_mask(x, [True, True, True, True, False], c_out, c_in)
+    np.testing.assert_array_equal(keep, [True, False, False, False, False])     # (0.6, 0.6): a tie is dropped
+    np.testing.assert_array_equal(foreground_mask(x, np.ones(5, bool), c_out[:0], c_in), np.ones(5, bool))
+    np.testing.assert_array_equal(foreground_mask(x, np.ones(5, bool), c_out, c_in[:0]), np.zeros(5, bool))
+
+
+def test_background_clusters_known_answer():
+    """A studio: 5 background structures seen outside the box in every image and now and then inside it, 6 body parts
+    inside only. The two k-means and the nearer-centroid rule keep exactly the body parts."""
+    rng = np.random.default_rng(3)
+    D, n_img = 24, 120
+    E = np.eye(D, dtype=np.float32)
+    rows, fg = [], []
+    for i in range(n_img):
+        n_in_bg = int(rng.random() < 0.3)
+        d = np.concatenate([E[:6], E[6 + rng.integers(0, 5, n_in_bg)], E[6 + rng.integers(0, 5, 8)]])
+        d = (d + rng.normal(0, 0.05, d.shape)).astype(np.float32)
+        n = len(d)
+        rows.append({"x": rng.uniform(0, 99, n).astype(np.float32), "y": rng.uniform(0, 99, n).astype(np.float32),
+                     "desc": d, "inside": np.r_[np.ones(6 + n_in_bg, bool), np.zeros(8, bool)]})
+        fg.append(np.r_[np.ones(6, bool), np.zeros(n_in_bg + 8, bool)])
+    t, fg = PointTable.from_lists(rows), np.concatenate(fg)
+    c_out, c_in = background_centroids(t["desc"], t["inside"], (10, 6), seed=0)
+    assert c_out.shape == (10, D) and c_in.shape == (6, D)
+    np.testing.assert_array_equal(foreground_mask(t["desc"], t["inside"], c_out, c_in), fg)
+    # a sample of 400 rows: still both sides, the same answer here
+    c2 = background_centroids(t["desc"], t["inside"], (10, 6), max_points=400, seed=1)
+    np.testing.assert_array_equal(foreground_mask(t["desc"], t["inside"], *c2), fg)
+    # stage0: applied with the outlier removal (its density over all points, inside and outside)
+    labels, C, info = stage0(t, M=6, drop=0.1, k=10, seed=0, background=(10, 6))
+    assert info["n_inside"] == int(t["inside"].sum()) and info["n_foreground"] == int(fg.sum())
+    kept_rows = labels["desc"] @ E[:6].T
+    assert (kept_rows.max(1) > 0.8).all()                                   # every label is a body part
+    assert info["n_after_outliers"] <= int(fg.sum()) and len(labels) > 0.5 * fg.sum()
+    # without `background` an 'inside' column means: the box alone (outside points dropped before everything)
+    assert stage0(t, M=6, drop=0.0, seed=0)[2]["n_points"] == int(t["inside"].sum())
+    with pytest.raises(ConfigError, match="inside"):
+        stage0(PointTable(t.offsets, {k: t[k] for k in ("x", "y", "desc")}), M=6, background=(10, 6))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from unsupervised_landmarks.core import ConfigError, PointTable
 from unsupervised_landmarks.keypoints import (ORB, SIFT, SUPERPOINT_V1_SHAPES, GroundTruthNoise, SuperPoint, SuperPointNet,
-                                              detect_dataset, inside_box, load_superpoint_weights, point_nms)
+                                              box_nms, detect_dataset, inside_box, load_superpoint_weights, point_nms)
 
 EXPECTED_KEYS = [f"{n}.{p}" for n in ["conv1a", "conv1b", "conv2a", "conv2b", "conv3a", "conv3b", "conv4a", "conv4b",
                                       "convPa", "convPb", "convDa", "convDb"] for p in ["weight", "bias"]]
@@ -41,7 +41,7 @@ def sp_weights(tmp_path_factory):
 def sp(path, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return SuperPoint(weights=path, device="cpu", conf_thresh=0.0155, **kw)
+        return SuperPoint(weights=path, device="cpu", **{"conf_thresh": 0.0155, **kw})
 
 
 # ---------------------------------------------------------------- NMS
@@ -138,6 +138,64 @@ def test_superpoint_multiscale_maps_points_back(sp_weights):
     merged = model(im, box)
     assert len(merged["xy"]) == 1                                        # the three scales merge into one point
     assert np.abs(merged["xy"][0] - p).max() <= 1.0
+
+
+def _box_iou(p, q, a):
+    "IoU of the squares of side a centred on p and q, as torchvision computes it from (x1, y1, x2, y2) boxes."
+    w = max(0.0, min(p[0] + a / 2, q[0] + a / 2) - max(p[0] - a / 2, q[0] - a / 2))
+    h = max(0.0, min(p[1] + a / 2, q[1] + a / 2) - max(p[1] - a / 2, q[1] - a / 2))
+    return w * h / (2 * a * a - w * h)
+
+
+def test_box_nms_is_torchvision_nms_on_squares():
+    "box_nms = sequential greedy NMS of squares with IoU > 0.01 (the official code's torchvision.ops.nms), batched."
+    rng = np.random.default_rng(1)
+    for t in range(6):
+        xy = rng.integers(0, 50, (70, 2)).astype(np.float32) + (rng.random((70, 2)).astype(np.float32) if t % 2 else 0)
+        sc = rng.random(70).astype(np.float32)
+        keep = np.zeros(70, bool)
+        for i in np.argsort(-sc, kind="stable"):
+            keep[i] = all(_box_iou(xy[i], xy[j], 12) <= 0.01 for j in np.flatnonzero(keep))
+        np.testing.assert_array_equal(box_nms(xy, sc, 12), keep)
+        np.testing.assert_array_equal(box_nms(torch.tensor(xy)[None], torch.tensor(sc)[None], 12)[0].numpy(), keep)
+    # by hand: offsets (11, 9) conflict (IoU 3/285), (11, 10) do not (2/286); a disc of radius 12 is another rule
+    two = lambda d: box_nms(np.array([[0, 0], d], np.float32), np.array([1.0, 0.5], np.float32), 12).tolist()
+    assert two([11, 9]) == [True, False] and two([11, 10]) == [True, True] and two([12, 0]) == [True, True]
+    assert point_nms(np.array([[0, 0], [11, 9]], np.float32), np.array([1.0, 0.5]), 12).tolist() == [True, True]
+
+
+class _GreyNet(nn.Module):
+    "Fake SuperPoint network whose heatmap is the grey image: cell logits 30 x grey, dust-bin 0 (1/65 on dark cells)."
+    def forward(self, x):
+        cells = F.pixel_unshuffle(x, 8) * 30
+        return (torch.cat([cells, torch.zeros_like(cells[:, :1])], 1),
+                F.normalize(torch.ones(len(x), 256, *cells.shape[-2:]), dim=1))
+
+
+def official(path, **kw):
+    m = sp(path, **{"conf_thresh": 0.1, "nms_box": 12, "top_k": None, "border": 0, **kw}); m.net = _GreyNet()
+    return m
+
+
+def test_superpoint_official_procedure(sp_weights):
+    """nms_box=12: box NMS per scale and across scales over the whole image, the box applied last, zoom about the image
+    centre, no top-k. Dots: A (strong) and B 7 px right of it (weaker); D just outside the small box, E 6 px inside it."""
+    im = np.zeros((88, 100, 3), np.uint8)
+    dots = {"A": (50, 40, 77), "B": (57, 40, 40), "C": (90, 80, 77), "D": (72, 30, 120), "E": (66, 30, 60)}
+    for x, y, v in dots.values(): im[y, x] = v
+    at = {k: (x + 0.5, y + 0.5) for k, (x, y, _) in dots.items()}
+    pts = lambda r: sorted(map(tuple, r["xy"].tolist()))
+    whole, small = np.array([0, 0, 100, 88], np.float32), np.array([0, 0, 70, 60], np.float32)
+    assert pts(official(sp_weights)(im, whole)) == sorted([at["A"], at["C"], at["D"]])
+    assert pts(official(sp_weights)(im, small)) == [at["A"]]                     # E suppressed by D (outside the box)
+    assert pts(official(sp_weights, nms_box=None, nms_radius=4)(im, small)) == sorted([at["A"], at["B"], at["E"]])
+    corner = np.array([60, 50, 100, 88], np.float32)
+    assert len(official(sp_weights, scales=(1.6,))(im, corner)["xy"]) == 0       # C leaves the image zoomed about (50, 44)
+    r = official(sp_weights, nms_box=None, scales=(1.6,))(im, corner)           # about the box centre (80, 69) it stays
+    assert len(r["xy"]) == 1 and np.abs(r["xy"][0] - at["C"]).max() < 0.5
+    # many dots 13 px apart on a grid: all kept (no top-k), none merged
+    grid = np.zeros((128, 128, 3), np.uint8); grid[6:128:13, 6:128:13] = 200
+    assert len(official(sp_weights)(grid, np.array([0, 0, 128, 128], np.float32))["xy"]) == 10 * 10
 
 
 # ---------------------------------------------------------------- never outside the box
