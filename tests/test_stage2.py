@@ -1,4 +1,6 @@
 "Stage 2 mechanics: training with merges, resume, NaN, and the inference API's coordinate mapping."
+import copy, os
+
 import numpy as np
 import pytest
 import torch
@@ -192,3 +194,94 @@ def test_rigid_shape_check(tmp_path):
         with pytest.raises(ConfigError, match="shape_"):
             S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", min_images=1, **bad), tmp_path / "b", progress=False)
         assert not (tmp_path / "b").exists()
+
+
+def test_paper_schedule_across_merges_and_resume(tmp_path, monkeypatch):
+    """The paper's schedule on a tiny run: 2-step accumulation, lr x0.1 at two milestones, merges every epoch at the
+    effective batch, the descriptor head and the cell targets. Every optimiser step uses lr_at(i), also right after a
+    merge rebuilt the optimiser and after a resume; a run killed mid-step and resumed ends with the same weights."""
+    imgs, lab = _data()                                   # 12 images; active clusters by size: [1, 2, 0, 3]
+    cfg = S2.stage2_config("test", iters=10, batch=2, accum=2, lr_milestones=(3, 7), merge_warmup=2, merge_every=100,
+                           merge_every_epochs=1, head="desc", target="cell", scale=(0.7, 1.3, 0.7, 1.3), ckpt_every=2,
+                           min_images=1)
+    assert S2.merge_interval(cfg, len(imgs)) == 3         # one pass over 12 images at 2 x 2 a step
+    script = [[[0], [1], [2, 3]], [[0], [1], [2]], [[0, 2], [1]]]   # merges at 2 and 8 rebuild the optimiser, 5 not
+    monkeypatch.setattr(S2, "plan_merges", lambda conf, overlap, sizes, ratio=0.7: next(plans))
+    real_opt, lrs = S2.detector_optimizer, []
+    def spy_opt(net, c):
+        opt = real_opt(net, c); step = opt.step
+        def rec(*a, **k):
+            lrs.append(opt.param_groups[0]["lr"]); return step(*a, **k)
+        opt.step = rec
+        return opt
+    monkeypatch.setattr(S2, "detector_optimizer", spy_opt)
+    torch.manual_seed(0); s1 = LandmarkNet(NET_PRESETS["test"])
+    plans = iter(script)
+    ref = S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "ref", progress=False)
+    assert lrs == [S2.lr_at(cfg, i) for i in range(10)] == [5e-4] * 3 + [5e-4 * 0.1] * 4 + [5e-4 * 0.1 * 0.1] * 3
+    assert [m["iter"] for m in read_jsonl(tmp_path / "ref" / "metrics.jsonl") if "merge_step" in m] == [2, 5, 8]
+    assert ref.channel_clusters == [[1, 0, 3], [2]]
+    real, count = S2.cell_targets, [0]
+    def killer(*a, **k):                                  # two micro-batches a step: call 13 is iteration 6's first
+        count[0] += 1
+        if count[0] == 13: raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(S2, "cell_targets", killer)
+    plans = iter(script)
+    with pytest.raises(KeyboardInterrupt):
+        S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "run", progress=False)
+    monkeypatch.setattr(S2, "cell_targets", real)
+    plans, lrs[:] = iter(script[2:]), []                  # the checkpoint at 6 holds the merges at 2 and 5
+    res = S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "run", resume=True, progress=False)
+    assert lrs == [S2.lr_at(cfg, i) for i in range(6, 10)]
+    assert res.channel_clusters == ref.channel_clusters
+    for k, v in ref.net.state_dict().items():
+        assert torch.equal(v, res.net.state_dict()[k]), k
+
+
+def test_paper_head_starts_from_the_descriptor_head():
+    imgs, lab = _data()
+    torch.manual_seed(0); s1 = LandmarkNet(NET_PRESETS["test"])
+    st = S2.initial_state(lab, s1, S2.stage2_config("paper", min_images=1), "cpu")
+    assert torch.equal(st.net.head[0].weight, s1.desc_head[0].weight) and st.net.n_channels == 4
+    st = S2.initial_state(lab, s1, S2.stage2_config("test", min_images=1), "cpu")
+    assert not torch.equal(st.net.head[0].weight, s1.desc_head[0].weight)
+
+
+def _ddp_accum_worker(rank, port, out):
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.set_num_threads(1)
+        imgs, lab = _data()
+        torch.manual_seed(0); s1 = LandmarkNet(NET_PRESETS["test"])
+        cfg = S2.stage2_config("test", batch=4, accum=2, lr=0.0, weight_decay=0.0, min_images=1)
+        st = S2.initial_state(lab, s1, cfg, "cpu")
+        st.opt, st.model = S2.detector_optimizer(st.net, cfg), S2.wrap_model(st.net, torch.device("cpu"))
+        rng, aug = np.random.default_rng([7, rank]), S2.augmenter_for(cfg)
+        torch.manual_seed(100 + rank)
+        rs, ts = copy.deepcopy(rng.bit_generator.state), torch.get_rng_state()
+        S2.detector_step(st, imgs, cfg, rng, aug, "cpu", 0)
+        got = torch.cat([p.grad.flatten() for p in st.net.parameters()])
+        rng.bit_generator.state = rs; torch.set_rng_state(ts)     # the same micro-batches again, without DDP
+        losses = []
+        for _ in range(2):
+            x, p, v = S2.sample_batch(imgs, st.pts, st.mask, 2, rng, "cpu"); x, p, v, _ = aug(x, p, v)
+            losses.append(S2.detector_loss(st.net(x), S2.detector_targets(p, v, 16, 4, cfg.sigma), v))
+        mine = torch.cat([g.flatten() for g in torch.autograd.grad(sum(losses) / 2, list(st.net.parameters()))])
+        dist.all_reduce(mine); mine /= 2                                # DDP's average over the two processes
+        torch.save({"got": got, "want": mine}, out / f"r{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_accumulation_under_ddp(tmp_path):
+    "Under DistributedDataParallel the accumulated step's gradient is the mean over micro-batches and processes."
+    import socket, torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    mp.spawn(_ddp_accum_worker, args=(port, tmp_path), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"r{r}.pt", weights_only=True) for r in (0, 1))
+    torch.testing.assert_close(r0["got"], r1["got"], rtol=0, atol=0)     # one all-reduced gradient on both ranks
+    torch.testing.assert_close(r0["got"], r0["want"], rtol=1e-4, atol=1e-6)
