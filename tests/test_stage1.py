@@ -115,3 +115,41 @@ def test_one_progress_bar_for_the_stage(tmp_path, monkeypatch, capsys):
     total = cfg.warmup_iters + (cfg.rounds - 1) * cfg.round_iters
     assert f"stage 1 phase 1/2" in err and f"stage 1 phase 2/2" in err and f"{total}/{total}" in err, err
     assert f"/{cfg.warmup_iters} " not in err            # no per-phase bar
+
+
+def _paper_options(**kw):
+    "The test preset with every option the `paper` preset sets (tiny sizes)."
+    return S1.stage1_config("test", target_sigma=0.0, det_weight=2.0, negatives="shared", max_pairs=10, max_points=None,
+                            min_labels=3, lr_min=5e-6, lr_step=2, merge_radius=1, net={"desc_norm": False}, **kw)
+
+
+@pytest.mark.parametrize("kill_at", [7, 9])   # phase 2 resumed at its 2nd lr level; phase 3 after a relabel
+def test_resume_matches_uninterrupted_with_paper_options(tmp_path, monkeypatch, kill_at):
+    "The per-round lr staircase is a function of (phase, iteration): a resumed run sets the same rates and ends equal."
+    imgs, lab, cent = _data()
+    cfg = _paper_options(rounds=3, ckpt_every=2, round_iters=4)
+    ref = S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "ref", progress=False)
+    _kill_after(monkeypatch, kill_at)
+    with pytest.raises(Killed):
+        S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    res = S1.run_stage1(imgs, lab, cent, cfg, tmp_path / "run", resume=True, progress=False)
+    for r in range(cfg.rounds + 1):
+        a, b = S1.load_round(tmp_path / "ref", r)[0], S1.load_round(tmp_path / "run", r)[0]
+        np.testing.assert_array_equal(a.offsets, b.offsets)
+        np.testing.assert_array_equal(a["cluster"], b["cluster"])
+    for k, v in ref.net.state_dict().items():
+        torch.testing.assert_close(v, res.net.state_dict()[k])
+    steps = [r for r in S1.read_jsonl(tmp_path / "ref" / "metrics.jsonl") if "lr" in r]
+    assert [r["lr"] for r in steps] == [S1.phase_lr(cfg, r["phase"], r["iter"] - 1) for r in steps]
+    assert [r["lr"] for r in steps if r["phase"] == 2] == [5e-4, 5e-4, 5e-6 + (5e-4 - 5e-6) * 0.5, 5e-6 + (5e-4 - 5e-6) * 0.5]
+    assert all(r["n_pos"] + r["n_neg"] <= cfg.batch * cfg.max_pairs for r in steps)
+
+
+def test_min_labels_draws_only_rich_images():
+    imgs, lab, cent = _data(6)
+    keep = np.ones(len(lab), bool); keep[lab.offsets[2]:lab.offsets[2] + 3] = False     # image 2 keeps 2 of 5 labels
+    data = S1.training_set(imgs, lab.filter(keep), S1.stage1_config("test", min_labels=3))
+    assert 2 not in data.labelled and len(data.labelled) == 5
+    a, b = S1.sample_pairs(6, data.labelled, 500, 0.5, np.random.default_rng(0))
+    assert not np.isin(2, np.concatenate([a, b]))
