@@ -76,7 +76,8 @@ class Stage1Config(RunConfig):
 
 STAGE1_PRESETS = {
     "paper": Stage1Config(net=NET_PRESETS["paper"], rounds=30, target_sigma=0.0, det_weight=2.0, negatives="shared",
-                          max_pairs=3000, max_points=None, min_labels=9, lr_min=5e-6, lr_step=2000, merge_radius=1),
+                          max_pairs=3000, max_points=None, min_labels=9, lr_min=5e-6, lr_step=2000, merge_radius=1,
+                          scale=(0.8, 1.2, 0.8, 1.2)),   # x and y scaled independently, as the official imgaug affine
     "cpu": Stage1Config(net=NetConfig(in_size=128, channels=64, depth=4, stride=4, desc_dim=64, groups=16, det_stride=2),
                         batch=8, warmup_iters=900, round_iters=400, rounds=4, M=30, kmeans_iters=20, ckpt_every=300,
                         log_every=50),
