@@ -176,3 +176,92 @@ def test_augmenter_reproducible_and_fast():
     torch.testing.assert_close(ra[1], q, atol=1e-3, rtol=0)
     inside = (ra[1] >= 0).all(-1) & (ra[1] < 128).all(-1)
     assert torch.equal(ra[2], inside)
+
+
+# --- the official code's evaluation data (issue 27): MAFL 68-point ground truth, Human3.6M left-right reordering ---
+
+def _write_gt68(path, names, seed=0, fmt="pickle"):
+    "A 68-point ground-truth file for `names` (values in px of the aligned images); returns the table."
+    import pickle
+    rng = np.random.default_rng(seed)
+    table = {n: rng.uniform(0, 40, (68, 2)) for n in names}
+    if fmt == "pickle":
+        path.write_bytes(pickle.dumps(table, protocol=4))
+    else:
+        path.write_text("".join(n + " " + " ".join(repr(float(v)) for v in a.ravel()) + "\n" for n, a in table.items()))
+    return table
+
+
+@pytest.mark.parametrize("fmt", ["pickle", "text"])
+def test_mafl_68_point_ground_truth(tmp_path, fmt):
+    from unsupervised_landmarks.data import FACE68_NAMES
+    fx = write_fixture_celeba(tmp_path / "celeba")
+    names = [f"{i:06d}.jpg" for i in (2, 5, 11)]                     # the MAFL test images
+    f = tmp_path / ("gt68.pickle" if fmt == "pickle" else "gt68.txt")
+    table = _write_gt68(f, names[:2], fmt=fmt)                         # 000011.jpg is not in the file
+    five = load_dataset("mafl", fx["root"], "test")
+    ds = load_dataset("mafl", fx["root"], "test", landmarks68=f)
+    assert ds.landmarks.shape == (3, 68, 2) and ds.landmark_names == FACE68_NAMES and ds.eye_idx == (41, 46)
+    assert ds.norm == "interocular"
+    for i, p in enumerate(ds.paths):
+        s, s5 = ds[i], five[i]
+        np.testing.assert_array_equal(s.box, s5.box)                    # the crop is the 5-point loader's
+        if p.name in table:
+            np.testing.assert_allclose(s.landmarks, table[p.name] + 0.5, atol=1e-4)   # 0-based px + coord_offset
+            assert s.visible.all()
+        else:
+            assert np.isnan(s.landmarks).all() and not s.visible.any()
+    crops = materialize(ds, 32, progress=False)
+    assert crops.eye_idx == (41, 46) and crops.visible.sum() == 2 * 68
+    assert load_dataset("mafl", fx["root"], "test").landmarks.shape == (3, 5, 2)     # default: the 5 MAFL points
+
+
+def test_restricted_unpickler_refuses_code(tmp_path):
+    import os, pickle
+    from unsupervised_landmarks.data import load_pickle_restricted
+    ok = {"a.jpg": np.arange(136.).reshape(68, 2), "n": [1, 2.5, "x", (True, None)], "s": np.float32(2)}
+    for proto in (2, 3, 4, 5):
+        (tmp_path / "ok.pickle").write_bytes(pickle.dumps(ok, protocol=proto))
+        back = load_pickle_restricted(tmp_path / "ok.pickle")
+        np.testing.assert_array_equal(back["a.jpg"], ok["a.jpg"])
+        assert back["n"] == ok["n"] and back["s"] == 2
+    for bad in (os.system, Path("x"), torch.zeros(2)):
+        (tmp_path / "bad.pickle").write_bytes(pickle.dumps(bad))
+        with pytest.raises(DatasetError, match="refusing to unpickle"):
+            load_pickle_restricted(tmp_path / "bad.pickle")
+    (tmp_path / "junk.pickle").write_bytes(b"not a pickle")
+    with pytest.raises(DatasetError, match="not a readable pickle"):
+        load_pickle_restricted(tmp_path / "junk.pickle")
+
+
+def test_h36m_lr_reorder_by_hand():
+    "Facing away: the right hip and right knee lie right of their left twins, so hips, arms and legs all swap."
+    from unsupervised_landmarks.data import h36m_lr_reorder
+    pose = np.zeros((32, 2))
+    pose[:, 1] = np.arange(32)
+    pose[[1, 2, 3, 4, 5], 0] = 10.0                       # right leg on the image's right
+    pose[[6, 7, 8, 9, 10], 0] = -10.0
+    pose[17:24, 0] = 20.0; pose[25:32, 0] = -20.0          # left arm on the right (facing away), clavicles apart
+    pose[16, 0], pose[24, 0] = 5.0, -5.0
+    out = h36m_lr_reorder(pose[None])[0]
+    swapped = {1: 6, 2: 7, 3: 8, 4: 9, 5: 10, **{17 + k: 25 + k for k in range(7)}}
+    swapped.update({v: k for k, v in list(swapped.items())})
+    for j in range(32):
+        np.testing.assert_array_equal(out[j], pose[swapped.get(j, j)])
+    assert out[16, 0] == 5.0 and out[24, 0] == -5.0          # the clavicles are not in the official list
+    facing = pose.copy(); facing[:, 0] *= -1                 # facing the camera: already image-left = right
+    np.testing.assert_array_equal(h36m_lr_reorder(facing), facing)
+    only_legs = facing.copy(); only_legs[[2, 3, 4, 5], 0] = 30.0      # right knee right of the left knee only
+    out2 = h36m_lr_reorder(only_legs)
+    np.testing.assert_array_equal(out2[[2, 3, 4, 5, 7, 8, 9, 10]], only_legs[[7, 8, 9, 10, 2, 3, 4, 5]])
+    np.testing.assert_array_equal(out2[[1, 6, 17, 25]], only_legs[[1, 6, 17, 25]])
+
+
+def test_h36m_loader_reorders_on_request(fixtures):
+    from unsupervised_landmarks.data import h36m_lr_reorder
+    root = fixtures["h36m"]["root"]
+    plain = load_dataset("h36m", root, "test")
+    re = load_dataset("h36m", root, "test", lr_reorder=True)
+    np.testing.assert_array_equal(re.landmarks, h36m_lr_reorder(plain.landmarks))
+    d = lambda l: np.linalg.norm(l[:, 17] - l[:, 25], axis=-1)
+    np.testing.assert_allclose(d(re.landmarks), d(plain.landmarks))      # the shoulder normaliser does not change
