@@ -185,3 +185,70 @@ def test_shape_grid_tool(tmp_path, data_tmp, root, capsys):
     if len(rows) == 3: assert rows[2]["visible_rate"] <= rows[1]["visible_rate"]   # the facing test only removes
     assert "holding3d" in capsys.readouterr().out
     with pytest.raises(SystemExit): tool.main([str(run), "--split", "train"])
+
+
+def test_paper_preset_stage0_settings():
+    "The paper preset's stage 0 is the official one; cpu and test keep the crop (the defaults)."
+    from unsupervised_landmarks.pipeline import experiment_config, ExperimentConfig, PAPER_SUPERPOINT_ARGS
+    for ds in ("celeba", "aflw", "ls3d", "h36m"):
+        c = experiment_config(ds, "paper")
+        assert c.initializer == "superpoint" and c.initializer_args == PAPER_SUPERPOINT_ARGS
+        assert c.stage0_image == "full" and c.background_clusters == ((250, 100) if ds == "h36m" else None)
+        assert ExperimentConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert PAPER_SUPERPOINT_ARGS == {"conf_thresh": 0.1, "nms_box": 12, "top_k": None, "border": 0}
+    for p in ("cpu", "test"):
+        c = experiment_config("synthheads", p)
+        assert (c.stage0_image, c.background_clusters) == ("crop", None)
+    # a config written before the options existed loads with today's behaviour
+    d = experiment_config("synthheads", "cpu").to_dict(); d.pop("stage0_image"); d.pop("background_clusters")
+    assert ExperimentConfig.from_dict(d) == experiment_config("synthheads", "cpu")
+
+
+def test_stage0_on_full_images_with_background(tmp_path, data_tmp):
+    """stage0_image='full': keypoints on the original renders mapped into the crops; with background_clusters the
+    outside points feed the background k-means and every label lies in its crop's box."""
+    from unsupervised_landmarks.pipeline import experiment_config, prepare_data, run_stage0, stage0_points, source_dataset
+    from unsupervised_landmarks.keypoints import inside_box
+    from unsupervised_landmarks.data import apply_affine
+    base = experiment_config("synthheads", "test")
+    train, test = prepare_data(base, progress=False)
+    cfg = experiment_config("synthheads", "test", stage0_image="full")
+    src = source_dataset(cfg, "train")
+    assert src.images.shape[1] == 128 and train.images.shape[1] == 64          # the native renders, not the crops
+    pts = stage0_points(cfg, train, progress=False)
+    assert "inside" not in pts and all(inside_box(pts.points(i), train.boxes[i]).all() for i in range(len(train)))
+    # the same points as detecting on the source and mapping by hand
+    from unsupervised_landmarks.pipeline import make_initializer
+    init, i = make_initializer(cfg), 5
+    h, w = src.images.shape[1:3]
+    r = init(src.images[i], np.array([0, 0, w, h], np.float32))
+    xy = apply_affine(train.meta["crop_affine"][i], r["xy"]).astype(np.float32)
+    np.testing.assert_allclose(pts.points(i), xy[inside_box(xy, train.boxes[i])], atol=1e-4)
+    cfg.background_clusters = (8, 8)
+    allpts = stage0_points(cfg, train, progress=False)
+    assert (~allpts["inside"]).sum() > 0 and allpts["inside"].sum() == len(pts)
+    labels, C, thr, info = run_stage0(cfg, train, tmp_path / "run", progress=False)
+    assert info["n_points"] == len(allpts) and 0 < info["n_foreground"] <= info["n_inside"] == len(pts)
+    assert all(inside_box(labels.points(j), train.boxes[j]).all() for j in range(len(train)))
+
+
+def test_presets_protocols():
+    "The paper preset is scored the official way; cpu and test keep the protocol they always had (now named 'cpu')."
+    from unsupervised_landmarks.pipeline import experiment_config
+    assert experiment_config("synthheads", "cpu").protocol == "cpu" == experiment_config("synthheads", "test").protocol
+    p = experiment_config("celeba", "paper")
+    assert (p.protocol, p.norm, p.data_args, p.n_eval_train) == ("paper", None, {}, 1000)
+    h = experiment_config("h36m", "paper")
+    assert (h.protocol, h.norm, h.data_args) == ("paper_h36m", "shoulders_h36m", {"lr_reorder": True})
+
+
+def test_data_args_reach_the_loader(tmp_path, data_tmp):
+    "data_args are the loader's keyword arguments: h36m lr_reorder gives the reordered ground truth, in its own cache."
+    from unsupervised_landmarks.pipeline import experiment_config, prepare_data
+    from unsupervised_landmarks.data import h36m_lr_reorder
+    root = tmp_path / "h36m"; FIXTURES["h36m"](root)
+    plain, _ = prepare_data(experiment_config("h36m", "test", data_root=str(root)), progress=False)
+    lr, _ = prepare_data(experiment_config("h36m", "test", data_root=str(root), data_args={"lr_reorder": True}), progress=False)
+    want = h36m_lr_reorder(plain.landmarks)
+    np.testing.assert_array_equal(lr.landmarks, want)
+    assert len(list((data_tmp / "cache").glob("h36m-train-*.npz"))) == 2          # two cache files, not one reused
