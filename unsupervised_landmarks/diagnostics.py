@@ -136,7 +136,7 @@ def held_span(good, edges) -> np.ndarray:
     return best
 
 def median_slope(sc: dict, axis: int = 0):
-    """Median over channels of |slope| along `axis` (0: left-right) of a `surface_consistency` result with `values`: how
+    """Median over channels of the absolute slope along `axis` (0: left-right) of a `surface_consistency` result with `values`: how
     far its channels move over the object per 90 degrees of yaw (a part of the object: ~0); None if no channel has one."""
     a = np.abs(np.asarray(sc.get("slope", []), np.float64).reshape(-1, 3)[:, axis])
     a = a[np.isfinite(a)]
