@@ -1,0 +1,2 @@
+# reproduces results/initializers-cpu (run from the repository root)
+mkdir -p runs/ablations/initializers-cpu && papermill nbs/24_initializers.ipynb runs/ablations/initializers-cpu/24_initializers.ipynb --cwd nbs -p out_dir ../runs/ablations/initializers-cpu -y '{"dataset": "synthheads", "data_root": null, "preset": "cpu", "seed": 0, "overrides": {}, "initializers": ["sift", "orb", "gt_noise"], "superpoint_weights": null, "gt_noise_args": {"fraction": 1.0, "n_noise": 20, "desc": "sift"}}'
