@@ -130,7 +130,7 @@ class PageResult:
     problems: list = field(default_factory=list)
 
 
-def _chromium(binary: str, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+def _chromium(binary: str, args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="chromium-") as prof:
         return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={prof}", *args], capture_output=True,
                               text=True, timeout=timeout)
