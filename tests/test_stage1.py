@@ -1,4 +1,6 @@
 "Stage 1 run mechanics: resume after a kill reproduces the uninterrupted run; NaN stops the run; config checks."
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -52,6 +54,10 @@ def test_resume_matches_uninterrupted(tmp_path, monkeypatch, kill_at):
         np.testing.assert_allclose(a.xy, b.xy)
     for k, v in ref.net.state_dict().items():
         torch.testing.assert_close(v, res.net.state_dict()[k])
+    # the log holds each step and each round once, as the uninterrupted run's (the steps after the checkpoint are
+    # done again by the resumed run, and logged again)
+    assert S1.read_jsonl(tmp_path / "run" / "metrics.jsonl") == S1.read_jsonl(tmp_path / "ref" / "metrics.jsonl")
+    assert res.history == ref.history
 
 
 def test_resume_refuses_other_config(tmp_path):
@@ -153,3 +159,64 @@ def test_min_labels_draws_only_rich_images():
     assert 2 not in data.labelled and len(data.labelled) == 5
     a, b = S1.sample_pairs(6, data.labelled, 500, 0.5, np.random.default_rng(0))
     assert not np.isin(2, np.concatenate([a, b]))
+
+
+def _diverged(ck_path):
+    "The largest absolute weight of a checkpoint."
+    ck = torch.load(ck_path, weights_only=True)
+    return max(float(v.abs().max()) for v in ck["model"].values() if v.is_floating_point())
+
+
+def test_nan_before_any_checkpoint_says_there_is_none(tmp_path):
+    "lr=1e9: the first step explodes the weights, the second loss is NaN; no checkpoint exists, and the message says so."
+    imgs, lab, cent = _data(8)
+    with pytest.raises(FloatingPointError, match="no checkpoint has been written yet") as e:
+        S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", lr=1e9), tmp_path, progress=False)
+    assert "phase 1, iteration 1" in str(e.value) and "weight norm left its running range at phase 1, iteration 0" in str(e.value)
+    assert not (tmp_path / "checkpoints" / "stage1_last.pt").exists()
+
+
+def test_no_checkpoint_holds_exploded_weights(tmp_path):
+    "With ckpt_every=1 the checkpoint after the exploding step used to hold weights of 1e12: now it is not written."
+    imgs, lab, cent = _data(8)
+    with pytest.raises(FloatingPointError, match="no checkpoint has been written yet"):
+        S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", lr=1e9, ckpt_every=1), tmp_path, progress=False)
+    ck = tmp_path / "checkpoints" / "stage1_last.pt"
+    assert not ck.exists() or _diverged(ck) < 100
+
+
+def test_diverged_end_of_phase_checkpoint_is_moved_aside(tmp_path, monkeypatch):
+    """lr=1e3 explodes the weights in the warm-up without a NaN; the end-of-phase checkpoint must still be written (the
+    relabel needs it) but a NaN in phase 2 must not leave it as the state to resume from."""
+    imgs, lab, cent = _data(8)
+    real, count = S1.heatmap_targets, [0]
+    def poisoned(*a, **k):
+        count[0] += 1
+        t = real(*a, **k)
+        return t * float("nan") if count[0] == 6 else t          # phase 2, iteration 1 (4 warm-up steps)
+    monkeypatch.setattr(S1, "heatmap_targets", poisoned)
+    with pytest.warns(RuntimeWarning, match="weight norm"), pytest.raises(FloatingPointError) as e:
+        S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", lr=1e3, ckpt_every=1), tmp_path, progress=False)
+    msg = str(e.value)
+    assert "phase 2, iteration 1" in msg and "the last checkpoint (phase 1 after 4 iterations)" in msg and "moved to" in msg
+    assert "lower lr (now 1000.0)" in msg
+    d = tmp_path / "checkpoints"
+    assert not (d / "stage1_last.pt").exists() and _diverged(d / "stage1_last.diverged.pt") > 100
+
+
+def test_divergence_warns_but_does_not_stop(tmp_path):
+    "lr=1e3 finishes with finite losses and exploded weights: one warning, the run completes, the norms are logged."
+    imgs, lab, cent = _data(8)
+    with pytest.warns(RuntimeWarning, match=r"stage 1: the weight norm is .* at phase 1, iteration 0, .* times its running level") as w:
+        S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", lr=1e3), tmp_path, progress=False)
+    assert len([x for x in w if "weight norm" in str(x.message)]) == 1     # once per excursion, not once per step
+    steps = [r for r in S1.read_jsonl(tmp_path / "metrics.jsonl") if "phase" in r]
+    assert steps[0]["weight_norm"] > 1e4
+
+
+def test_ordinary_run_is_quiet(tmp_path):
+    "The test preset's own rate never trips the monitor (and so never holds back a checkpoint)."
+    imgs, lab, cent = _data(8)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="stage 1:")
+        S1.run_stage1(imgs, lab, cent, S1.stage1_config("test", rounds=3, ckpt_every=1), tmp_path, progress=False)
