@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['img_to_grid', 'grid_to_img', 'cell_index', 'to_normalized', 'sample_features', 'atomic_write', 'save_json',
-           'load_json', 'append_jsonl', 'read_jsonl', 'save_npz', 'save_npy', 'save_torch', 'PointTable', 'RunConfig',
-           'seed_everything', 'default_device', 'project_root', 'data_dir', 'DatasetError', 'ConfigError',
-           'nearest_landmark_id', 'landmark_nmi', 'detection_prf', 'git_commit', 'record_code_version', 'dist_world',
-           'is_main', 'barrier', 'broadcast_object', 'gather_objects', 'shard', 'claim_config', 'save_train_state',
-           'load_train_state', 'restore_train_state', 'check_choices', 'progress']
+__all__ = ['STAMP', 'img_to_grid', 'grid_to_img', 'cell_index', 'to_normalized', 'sample_features', 'DiskFullError',
+           'atomic_write', 'is_stale_tmp', 'remove_stale_tmp', 'save_json', 'load_json', 'append_jsonl', 'read_jsonl',
+           'save_npz', 'save_npy', 'save_torch', 'file_sha1', 'PointTable', 'RunConfig', 'seed_everything',
+           'default_device', 'project_root', 'data_dir', 'DatasetError', 'ConfigError', 'nearest_landmark_id',
+           'landmark_nmi', 'detection_prf', 'git_commit', 'record_code_version', 'dist_world', 'is_main', 'barrier',
+           'broadcast_object', 'gather_objects', 'shard', 'config_diff', 'override_flag', 'describe_diff',
+           'claim_config', 'save_train_state', 'load_train_state', 'restore_train_state', 'check_choices', 'progress',
+           'check_types']
 
 # %% ../nbs/00_core.ipynb #0e7f9e64
 def img_to_grid(pts, stride: float):
@@ -52,20 +54,51 @@ def sample_features(fmap: torch.Tensor, pts: torch.Tensor, stride: float, normal
 # %% ../nbs/00_core.ipynb #80a43430
 _UMASK = os.umask(0); os.umask(_UMASK)                 # the process umask (read once: os.umask can only be read by setting it)
 
+class DiskFullError(OSError):
+    "A write failed because the file system is full (or the user's quota is spent); the message names the file."
+
+def _disk_full(e: BaseException, path: Path) -> BaseException:
+    "`e` as a `DiskFullError` naming `path` when it is ENOSPC / EDQUOT, else `e` itself."
+    import errno, shutil
+    if not (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or isinstance(e, DiskFullError): return e
+    try: free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there now"
+    except OSError: free = "free space unknown"
+    return DiskFullError(e.errno, f"no space left on device while writing {path} ({free}); free some space and resume "
+                                  f"(`ul-train --resume`): the last complete file is kept")
+
 def atomic_write(path, write: Callable[[Path], None]) -> Path:
-    "Call `write(tmp_path)` and atomically rename the result to `path` (parents are created)."
+    """Call `write(tmp_path)` and atomically rename the result to `path` (parents are created). A full disk raises
+    `DiskFullError` naming `path`; the temporary file is removed on any failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try: fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e: raise _disk_full(e, path) from e
     os.close(fd)
     tmp = Path(tmp)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)                  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except OSError as e:
+        err = _disk_full(e, path)
+        if err is e: raise
+        raise err from e
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+def is_stale_tmp(p: Path) -> bool:
+    "Whether `p` is the name of an `atomic_write` temporary file (`.<name>.<8 random characters>.tmp`)."
+    import re
+    return re.fullmatch(r"\..+\.[A-Za-z0-9_]{8}\.tmp", Path(p).name) is not None
+
+def remove_stale_tmp(folder) -> list:
+    """Delete the temporary files that a killed `atomic_write` left under `folder` (recursively); returns their paths.
+    Call it only when nothing writes there (a resume does it before any work)."""
+    folder = Path(folder)
+    gone = [p for p in folder.rglob(".*.tmp") if p.is_file() and is_stale_tmp(p)] if folder.is_dir() else []
+    for p in gone: p.unlink(missing_ok=True)
+    return gone
 
 def save_json(obj, path) -> Path:
     "Write `obj` as indented JSON, atomically."
@@ -81,27 +114,40 @@ def _json_default(o):
 def load_json(path):
     return json.loads(Path(path).read_text())
 
-def append_jsonl(obj, path) -> Path:
-    """Append one JSON line to `path` (parents created). A line cut short by a kill is closed off before the next
-    append, and `read_jsonl` skips it, so a log never turns unreadable; nothing already written is rewritten."""
+STAMP = "time"                                          # the key of the time stamp `append_jsonl` adds to each line
+
+def append_jsonl(obj, path, stamp: bool = True) -> Path:
+    """Append one JSON line to `path` (parents created), with the wall-clock time under `STAMP` (ISO 8601, seconds)
+    unless `stamp=False`. A line cut short by a kill is closed off before the next append, and `read_jsonl` skips it,
+    so a log never turns unreadable; nothing already written is rewritten."""
+    import datetime
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if stamp: obj = {**obj, STAMP: datetime.datetime.now().isoformat(timespec="seconds")}
     line = json.dumps(obj, default=_json_default) + "\n"
-    with open(path, "ab+") as f:
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n": line = "\n" + line
-        f.write(line.encode()); f.flush(); os.fsync(f.fileno())
+    try:
+        with open(path, "ab+") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n": line = "\n" + line
+            f.write(line.encode()); f.flush(); os.fsync(f.fileno())
+    except OSError as e:
+        err = _disk_full(e, path)
+        if err is e: raise
+        raise err from e
     return path
 
-def read_jsonl(path) -> list:
-    "The complete JSON lines of `path` ([] if it does not exist); a line cut short by a kill is skipped."
+def read_jsonl(path, stamps: bool = False) -> list:
+    """The complete JSON lines of `path` ([] if it does not exist); a line cut short by a kill is skipped. The time
+    stamps `append_jsonl` adds are dropped unless `stamps=True` (a resumed run's rows equal an uninterrupted run's)."""
     path = Path(path)
     out = []
     for l in (path.read_text().splitlines() if path.exists() else []):
         if not l.strip(): continue
-        try: out.append(json.loads(l))
-        except json.JSONDecodeError: pass
+        try: r = json.loads(l)
+        except json.JSONDecodeError: continue
+        if not stamps and isinstance(r, dict): r.pop(STAMP, None)
+        out.append(r)
     return out
 
 def save_npz(path, **arrays) -> Path:
@@ -116,8 +162,26 @@ def save_npy(path, array) -> Path:
     return atomic_write(path, w)
 
 def save_torch(obj, path) -> Path:
-    "`torch.save`, atomically. Load with `torch.load(path, weights_only=True)`."
-    return atomic_write(path, lambda p: torch.save(obj, p))
+    """`torch.save`, atomically. Load with `torch.load(path, weights_only=True)`. The object is serialised in memory
+    first and then written as plain bytes, so a full disk is reported as such (torch's own file writer says only
+    `enforce fail at inline_container.cc`)."""
+    import io
+    buf = io.BytesIO(); torch.save(obj, buf)
+    return atomic_write(path, lambda p: p.write_bytes(buf.getbuffer()))
+
+def file_sha1(path) -> str:
+    "SHA-1 of a file's bytes (remembered per path, size and modification time, so a file is read once per process)."
+    import hashlib
+    path = Path(path); st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA1:
+        h = hashlib.sha1()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+        _SHA1[key] = h.hexdigest()
+    return _SHA1[key]
+
+_SHA1: dict = {}
 
 # %% ../nbs/00_core.ipynb #9418f8b4
 @dataclass
@@ -331,19 +395,49 @@ def shard(n: int) -> tuple:
     return int(b[rank]), int(b[rank + 1])
 
 # %% ../nbs/00_core.ipynb #ee918644
+def config_diff(old, new, prefix: str = "") -> list:
+    "The `(field, old value, new value)` of every leaf where two nested config dicts differ ('stage1.net.depth')."
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in list(old) + [k for k in new if k not in old]
+                for d in config_diff(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")]
+    return [] if old == new else [(prefix[:-1], old, new)]
+
+def override_flag(field: str, value) -> str:
+    "The `ul-train` argument that sets `field` (dotted) to `value`: a named flag, else `--overrides` with the JSON."
+    flags = {"dataset": "--dataset", "data_root": "--data-root", "preset": "--preset", "seed": "--seed",
+             "superpoint_weights": "--superpoint-weights", "initializer": "--initializer"}
+    if field in flags: return f"{flags[field]} {value}"
+    d = value
+    for part in reversed(field.split(".")): d = {part: d}
+    return f"--overrides '{json.dumps(d, default=str)}'"
+
+def describe_diff(diff: list, old_name: str = "the run", new_name: str = "now", limit: int = 20) -> str:
+    "One line per differing field: both values and the `ul-train` flag that sets it."
+    lines = [f"  {k}: {o!r} in {old_name}, {n!r} {new_name} (CLI: {override_flag(k, n)})" for k, o, n in diff[:limit]]
+    if len(diff) > limit: lines.append(f"  ... and {len(diff) - limit} more fields")
+    return "\n".join(lines)
+
 def claim_config(cfg: RunConfig, path, resume: bool, what: str) -> None:
     """Write `cfg` to `path` (a stage's `config.json`) for rank 0, after the checks: without `resume` the folder must
-    not hold this stage yet; with `resume` the stored config must have the same digest. Every rank checks."""
+    not hold this stage yet; with `resume` the stored config must have the same digest (a refusal lists each differing
+    field with both values). A resume first deletes the temporary files a killed write left in the run folder."""
     path = Path(path)
     if path.exists():
         if not resume:
-            raise ConfigError(f"{path.parent.parent} already holds a {what} run; resume it (resume=True, or "
-                              f"`ul-train --resume`) or use a new run_dir")
+            raise ConfigError(f"{path.parent.parent} already holds a {what} run; resume it (`ul-train --resume`, "
+                              f"resume=True in Python) or use a new run folder (`--run-dir`)")
         old = type(cfg).from_dict(load_json(path))
         if old.digest() != cfg.digest():
-            raise ConfigError(f"{path}: the run was made with another config (digest {old.digest()} != {cfg.digest()})")
+            ign = type(cfg)._digest_ignore
+            keep = lambda d: {k: v for k, v in d.items() if k not in ign}
+            diff = config_diff(keep(old.to_dict()), keep(cfg.to_dict()), f"{path.parent.name}.")
+            raise ConfigError(f"{path}: the run was made with another config (digest {old.digest()} != {cfg.digest()}); "
+                              f"it differs in\n{describe_diff(diff)}\nresume with the run's values, or use a new run "
+                              f"folder (`--run-dir`)")
     barrier()                                            # every rank has checked before rank 0 writes
-    if is_main(): save_json(cfg.to_dict(), path)
+    if is_main():
+        if resume: remove_stale_tmp(path.parent.parent)
+        save_json(cfg.to_dict(), path)
 
 def save_train_state(path, model, opt, rng: np.random.Generator, digest: str, **counters) -> None:
     "Checkpoint model, optimiser, every rank's RNG states and `counters` (ints or JSON strings) atomically (rank 0)."
@@ -379,9 +473,13 @@ def check_choices(cfg, choices: dict) -> None:
         if v not in ok: raise ConfigError(f"{type(cfg).__name__}.{k}={v!r} is unknown; choose from {tuple(ok)}")
 
 def progress(iterable=None, total: int | None = None, desc: str = "", enabled: bool = True, **kw):
-    "A tqdm progress bar; plain text lines every `UL_PROGRESS_EVERY` s when `UL_PROGRESS=log` (see above)."
+    """A tqdm progress bar; plain text lines every `UL_PROGRESS_EVERY` s when `UL_PROGRESS=log` (see above). A bar
+    opened while no other is open stays on screen when it ends (one line per stage); a bar inside it (a relabelling
+    pass inside stage 1) disappears, unless `leave` says otherwise."""
     import sys
-    leave = kw.pop("leave", False)
+    from tqdm.std import tqdm as std_tqdm
+    leave = kw.pop("leave", None)                              # default: a bar stays unless another bar is open
+    if leave is None: leave = not any(not getattr(b, "disable", True) for b in list(getattr(std_tqdm, "_instances", [])))
     if os.environ.get("UL_PROGRESS") == "log":                # a line per interval, and the last line stays
         from tqdm.std import tqdm as text_tqdm
         every = float(os.environ.get("UL_PROGRESS_EVERY", 20))
@@ -389,3 +487,41 @@ def progress(iterable=None, total: int | None = None, desc: str = "", enabled: b
                          mininterval=every, maxinterval=every, ncols=100, leave=True, **kw)
     from tqdm.auto import tqdm as auto_tqdm
     return auto_tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=leave, **kw)
+
+# %% ../nbs/00_core.ipynb #f19fb3b9
+def _type_name(t) -> str:
+    import typing, types
+    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(t))
+    return "None" if t is type(None) else getattr(t, "__name__", str(t))
+
+def _type_ok(v, t) -> bool:
+    import typing, types, dataclasses
+    if t is typing.Any: return True
+    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+        return any(_type_ok(v, a) for a in typing.get_args(t))
+    t = typing.get_origin(t) or t
+    if t is type(None): return v is None
+    if t is bool: return isinstance(v, (bool, np.bool_))
+    if t is int: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    if t is float: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+    if t in (tuple, list): return isinstance(v, (tuple, list))       # JSON has lists only
+    if dataclasses.is_dataclass(t): return isinstance(v, (t, dict))
+    return isinstance(v, t) if isinstance(t, type) else True
+
+def check_types(cls, values: dict, prefix: str = "") -> None:
+    """Raise a ConfigError naming the field, the expected type and the value when an entry of `values` (a dict of field
+    values, nested dicts for dataclass fields) is not a field of dataclass `cls` or has the wrong type. Ints are
+    accepted for floats, lists for tuples; a bool is not an int."""
+    import typing, dataclasses
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k, v in values.items():
+        name = f"{prefix}{k}"
+        if k not in names: raise ConfigError(f"{name}: {cls.__name__} has no field {k!r}")
+        t = hints[k]
+        if not _type_ok(v, t):
+            raise ConfigError(f"{name}={v!r} has the wrong type: expected {_type_name(t)}, got {type(v).__name__}")
+        if dataclasses.is_dataclass(t) and v is not None:
+            check_types(t, v if isinstance(v, dict) else {f.name: getattr(v, f.name) for f in dataclasses.fields(v)},
+                        f"{name}.")

@@ -15,18 +15,19 @@ import cv2
 import numpy as np
 import torch
 
-from .core import ConfigError, DatasetError, data_dir, save_npz, progress as progress_bar
+from .core import ConfigError, DatasetError, data_dir, save_npz, file_sha1, progress as progress_bar
 
 # %% auto #0
 __all__ = ['DATASETS', 'FACE5_NAMES', 'FACE5_FLIP', 'CELEBA_LAYOUT', 'FACE68_NAMES', 'FACE68_FLIP', 'AFLW_LAYOUT', 'LS3D_LAYOUT',
            'H36M_JOINTS', 'H36M_FLIP', 'H36M_TRAIN', 'H36M_TEST', 'H36M_ACTIVITIES', 'H36M_LAYOUT', 'H36M_LR_SWAPS',
            'BBC_JOINTS', 'BBC_FLIP', 'BBC_SPLITS', 'BBC_LAYOUT', 'CAT_NAMES', 'CAT_FLIP', 'CAT_LAYOUT', 'FIXTURES',
            'Sample', 'LandmarkDataset', 'read_image', 'box_from_points', 'crop_affine', 'apply_affine', 'invert_affine',
-           'compose_affine', 'warp_crop', 'crop_sample', 'ArrayDataset', 'materialize', 'register_dataset',
-           'load_dataset', 'ImageListDataset', 'CelebA', 'write_fixture_celeba', 'load_pickle_restricted',
-           'read_landmarks68', 'AFLW', 'write_fixture_aflw', 'read_t7', 'write_t7', 'LS3D', 'write_fixture_ls3d',
-           'h36m_activity', 'h36m_lr_reorder', 'Human36M', 'write_fixture_h36m', 'BBCPose', 'write_fixture_bbcpose',
-           'read_cat_points', 'CatHeads', 'write_fixture_cats', 'Augmenter', 'SubsetDataset', 'subset']
+           'compose_affine', 'warp_crop', 'crop_sample', 'ArrayDataset', 'data_fingerprint', 'fingerprint_diff',
+           'materialize', 'register_dataset', 'load_dataset', 'ImageListDataset', 'CelebA', 'write_fixture_celeba',
+           'load_pickle_restricted', 'read_landmarks68', 'AFLW', 'write_fixture_aflw', 'read_t7', 'write_t7', 'LS3D',
+           'write_fixture_ls3d', 'h36m_activity', 'h36m_lr_reorder', 'Human36M', 'write_fixture_h36m', 'BBCPose',
+           'write_fixture_bbcpose', 'read_cat_points', 'CatHeads', 'write_fixture_cats', 'Augmenter', 'SubsetDataset',
+           'subset']
 
 # %% ../nbs/01_data.ipynb #b6ecd65a
 @dataclass
@@ -267,6 +268,56 @@ class ArrayDataset(LandmarkDataset):
         kw = {k: attrs[k] for k in ("name", "split", "landmark_names", "eye_idx", "norm", "flip_pairs", "enlarge") if k in attrs}
         return cls(*arrays, meta, **kw)
 
+# %% ../nbs/01_data.ipynb #a0959aac
+def _stat_list(paths, root: str, what: str) -> tuple:
+    "(SHA-1 of 'path size mtime' lines, relative to `root`); DatasetError naming the first missing files."
+    import hashlib
+    h, missing = hashlib.sha1(), []
+    for p in paths:
+        p = os.path.abspath(p)
+        try: st = os.stat(p)
+        except OSError: missing.append(p); continue
+        h.update(f"{os.path.relpath(p, root)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    if missing:
+        raise DatasetError(f"{len(missing)} of {len(paths)} {what} not found, e.g. {', '.join(missing[:3])}")
+    return h.hexdigest()[:16]
+
+def data_fingerprint(ds) -> dict | None:
+    """What identifies the data of `ds` (an `ImageListDataset` or a subset of one): root, image list with sizes and
+    modification times, content hash of the annotation files (see above). None for datasets without files."""
+    import hashlib
+    idx, base = None, ds
+    while hasattr(base, "base") and hasattr(base, "idx"):           # SubsetDataset (possibly nested)
+        idx = np.asarray(base.idx) if idx is None else np.asarray(base.idx)[idx]; base = base.base
+    if getattr(base, "paths", None) is None or getattr(base, "root", None) is None: return None
+    root = os.path.abspath(base.root)
+    sel = range(len(base.paths)) if idx is None else [int(i) for i in idx]
+    fp = {"dataset": base.name, "split": base.split, "root": str(Path(root).resolve()), "n_images": len(sel),
+          "images": _stat_list([base.paths[i] for i in sel], root, f"image files of {base.name}/{base.split}"),
+          "annotation_files": {os.path.relpath(os.path.abspath(p), root): file_sha1(p)[:16]
+                               for p in dict.fromkeys(getattr(base, "annotation_files", []) or [])},
+          "item_files": None, "loader": getattr(base, "cache_tag", None)}
+    if getattr(base, "item_files", None) is not None:
+        fp["item_files"] = _stat_list([base.item_files[i] for i in sel], root,
+                                      f"annotation files of {base.name}/{base.split}")
+    fp["digest"] = hashlib.sha1(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+    return fp
+
+def fingerprint_diff(old: dict | None, new: dict | None) -> list:
+    "Readable lines naming each field where two fingerprints differ, with both values (empty when they agree)."
+    if old == new: return []
+    if old is None or new is None: return [f"data: {old and old['root']} in the run, {new and new['root']} now"]
+    out = [f"{k}: {old.get(k)!r} in the run, {new.get(k)!r} now" for k in ("dataset", "split", "root", "n_images", "loader")
+           if old.get(k) != new.get(k)]
+    if old.get("images") != new.get("images"):
+        out.append("image files: their list, sizes or modification times differ")
+    oa, na = old.get("annotation_files") or {}, new.get("annotation_files") or {}
+    out += [f"annotation file {f}: " + ("absent in the run" if f not in oa else "absent now" if f not in na else "content differs")
+            for f in list(oa) + [f for f in na if f not in oa] if oa.get(f) != na.get(f)]
+    if old.get("item_files") != new.get("item_files"):
+        out.append("per-image annotation files: their list, sizes or modification times differ")
+    return out or ["fingerprints differ"]
+
 # %% ../nbs/01_data.ipynb #39b844c9
 def _stack_meta(metas: list) -> dict:
     "Per-item meta dicts -> dict of arrays (numbers, strings, fixed-shape arrays); other values are dropped."
@@ -290,12 +341,16 @@ def _stack_meta(metas: list) -> dict:
     return out
 
 def materialize(ds: LandmarkDataset, size: int = 128, enlarge: float | None = None, cache=None,
-                progress: bool = True, workers: int | None = None) -> ArrayDataset:
+                progress: bool = True, workers: int | None = None, fingerprint: dict | None = None) -> ArrayDataset:
     """Crop every item of `ds` (see `crop_sample`) into an in-memory `ArrayDataset`; `enlarge=None` uses
-    `ds.enlarge`. With `cache` (an .npz path) the result is saved there and reused when it matches."""
+    `ds.enlarge`. With `cache` (an .npz path) the result is saved there and reused when it matches: the same crop
+    settings and the same data (`data_fingerprint(ds)`, or the `fingerprint` given)."""
     enlarge = float(ds.enlarge if enlarge is None else enlarge)
     key = {"size": int(size), "enlarge": enlarge, "n": len(ds), "source": ds.name, "source_split": ds.split}
     if getattr(ds, "cache_tag", None): key["loader"] = ds.cache_tag       # a loader option that changes the items
+    if cache is not None:
+        fp = fingerprint if fingerprint is not None else data_fingerprint(ds)
+        if fp is not None: key["data"] = fp["digest"]                     # which files: root, images, annotations
     if cache is not None and Path(cache).is_file():
         try:
             if ArrayDataset.read_attrs(cache).get("materialize") == key: return ArrayDataset.load(cache)
@@ -350,7 +405,9 @@ def _root(root, name: str) -> Path:
 # %% ../nbs/01_data.ipynb #d4bb1cb6
 class ImageListDataset(LandmarkDataset):
     """Images on disk with per-image annotations. Subclasses fill `paths`, and either the arrays `landmarks`
-    (N, L, 2) / `visible` / `boxes` / `meta` or override `annotation(i)` for lazy per-item loading."""
+    (N, L, 2) / `visible` / `boxes` / `meta` or override `annotation(i)` for lazy per-item loading. For
+    `data_fingerprint` they also set `root`, list the annotation files they read in `annotation_files`, and, where
+    each image has its own annotation file, those files in `item_files` (parallel to `paths`)."""
     box_mode = "landmarks"          # 'landmarks' | 'image' | 'given'
     box_expand = 0.0                # passed to box_from_points when box_mode == 'landmarks'
 
@@ -359,6 +416,9 @@ class ImageListDataset(LandmarkDataset):
         self.paths: list = []
         self.landmarks = self.visible = self.boxes = None
         self.meta: dict = {}
+        self.root = None
+        self.annotation_files: list = []            # files the annotations were read from (content-hashed)
+        self.item_files: list | None = None         # one annotation file per image (sizes and times recorded)
 
     def __len__(self): return len(self.paths)
 
@@ -477,16 +537,19 @@ class CelebA(ImageListDataset):
                       else ["img_celeba", "Img/img_celeba"], "dir", "CelebA", CELEBA_LAYOUT)
         lmfile = "list_landmarks_align_celeba.txt" if a == "align" else "list_landmarks_celeba.txt"
         lmpath = _need(root, [lmfile, f"Anno/{lmfile}"], "file", "CelebA", CELEBA_LAYOUT)
-        mafl_test = set(_read_names(_need(root, ["MAFL/testing.txt", "mafl_testing.txt"], "file", "CelebA", CELEBA_LAYOUT)))
+        mafl_path = _need(root, ["MAFL/testing.txt", "mafl_testing.txt"], "file", "CelebA", CELEBA_LAYOUT)
+        mafl_test = set(_read_names(mafl_path))
+        self.annotation_files = [lmpath, mafl_path]
         names, vals = _read_rows(lmpath, 10, skip=2, what="landmark coordinates")
         listed = None
         if protocol == "mafl" or split == "test":
             listfile = "testing.txt" if split == "test" else "training.txt"
-            listed = _read_names(_need(root, [f"MAFL/{listfile}", f"mafl_{listfile}"], "file", "CelebA", CELEBA_LAYOUT))
+            lpath = _need(root, [f"MAFL/{listfile}", f"mafl_{listfile}"], "file", "CelebA", CELEBA_LAYOUT)
+            listed = _read_names(lpath); self.annotation_files.append(lpath)
             want = set(listed)
         else:
             ppath = _need(root, ["list_eval_partition.txt", "Eval/list_eval_partition.txt"], "file", "CelebA", CELEBA_LAYOUT)
-            pnames, part = _read_rows(ppath, 1, what="partition id")
+            pnames, part = _read_rows(ppath, 1, what="partition id"); self.annotation_files.append(ppath)
             code = {"train": 0, "val": 1}[split]
             want = {n for n, p in zip(pnames, part[:, 0]) if int(p) == code} - mafl_test
         keep = [i for i, n in enumerate(names) if n in want]
@@ -500,7 +563,7 @@ class CelebA(ImageListDataset):
         if variant == "wild" and box != "image":
             bpath = _find(root, ["list_bbox_celeba.txt", "Anno/list_bbox_celeba.txt"])
             if bpath is not None:
-                bnames, b = _read_rows(bpath, 4, skip=2, what="box values (x y w h)")
+                bnames, b = _read_rows(bpath, 4, skip=2, what="box values (x y w h)"); self.annotation_files.append(bpath)
                 bidx = {n: j for j, n in enumerate(bnames)}
                 missing = [names[i] for i in keep if names[i] not in bidx]
                 if missing: raise DatasetError(f"{bpath}: no box for {missing[0]} (and {len(missing) - 1} more)")
@@ -508,7 +571,8 @@ class CelebA(ImageListDataset):
                 self.boxes = np.c_[bb[:, :2], bb[:, :2] + bb[:, 2:]].astype(np.float32) + (coord_offset - 0.5)
         elif box == "file":
             raise ConfigError("CelebA: box='file' needs variant='wild' (list_bbox_celeba.txt is in in-the-wild coordinates)")
-        if landmarks68 is not None: _use_landmarks68(self, landmarks68, [names[i] for i in keep], coord_offset)
+        if landmarks68 is not None:
+            _use_landmarks68(self, landmarks68, [names[i] for i in keep], coord_offset); self.annotation_files.append(Path(landmarks68))
         if landmarks68 is not None or list_order:          # a materialised cache must not be reused across variants
             self.cache_tag = f"landmarks68={landmarks68 and Path(landmarks68).resolve()},list_order={bool(list_order)}"
         if len(self.paths) and not self.paths[0].is_file():
@@ -639,8 +703,10 @@ class AFLW(ImageListDataset):
         root = _root(root, "aflw"); self.root = root
         _check_root(root, "AFLW", AFLW_LAYOUT)
         imdir = _need(root, "output", "dir", "AFLW", AFLW_LAYOUT)
-        names = _read_names(_need(root, f"aflw_{split}_images.txt", "file", "AFLW", AFLW_LAYOUT))
+        lst = _need(root, f"aflw_{split}_images.txt", "file", "AFLW", AFLW_LAYOUT)
+        names = _read_names(lst)
         kp = _need(root, f"aflw_{split}_keypoints.mat", "file", "AFLW", AFLW_LAYOUT)
+        self.annotation_files = [lst, kp]
         try: mat = scipy.io.loadmat(kp)
         except Exception as e: raise DatasetError(f"{kp}: cannot read MATLAB file ({e})") from e
         if "gt" not in mat: raise DatasetError(f"{kp}: no variable 'gt' (expected (N, 5, 2) landmarks)")
@@ -795,6 +861,7 @@ class LS3D(ImageListDataset):
             self.paths = sorted(p for p in d.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
             self.ann = [p.with_suffix(".t7") for p in self.paths]
         if limit is not None: self.paths, self.ann = self.paths[:limit], self.ann[:limit]
+        self.item_files = self.ann
         if not self.paths: raise DatasetError(f"LS3D: no annotated {split} images found under {root}\nExpected layout:\n{LS3D_LAYOUT}")
         if not self.paths[0].is_file() or not self.ann[0].is_file():
             raise DatasetError(f"LS3D: image or annotation missing: {self.paths[0]} / {self.ann[0]}\nExpected layout under {root}:\n{LS3D_LAYOUT}")
@@ -907,6 +974,7 @@ class Human36M(ImageListDataset):
                 if h36m_activity(seq) not in activities: continue
                 pose_path, pose = self._poses(root, subj, seq)
                 bpath = root / "boxes" / subj / f"{seq}.npy"
+                self.annotation_files += [pose_path] + ([bpath] if bpath.is_file() else [])
                 bx = np.load(bpath, allow_pickle=False).reshape(-1, 4) if bpath.is_file() else None
                 imgs = sorted((p for p in (sdir / seq).iterdir() if p.suffix.lower() in (".jpg", ".png")),
                               key=lambda p: int(re.sub(r"\D", "", p.stem) or -1))
@@ -998,7 +1066,7 @@ class BBCPose(ImageListDataset):
         self.root = root
         _check_root(root, "BBCPose", BBC_LAYOUT)
         mpath = _need(root, ["bbcpose.mat", "code/bbcpose.mat"], "file", "BBCPose", BBC_LAYOUT)
-        rec = _load_mat(mpath, "bbcpose").reshape(-1)
+        rec = _load_mat(mpath, "bbcpose").reshape(-1); self.annotation_files = [mpath]
         annotations = annotations or ("auto" if split == "train" else "manual")
         fr_key, jt_key = ("train_frames", "train_joints") if annotations == "auto" else ("test_frames", "test_joints")
         if rec.dtype.names is None or fr_key not in rec.dtype.names:
@@ -1088,6 +1156,7 @@ class CatHeads(ImageListDataset):
         if limit is not None: idx = idx[:limit]
         ann = [files[i] for i in idx]
         self.paths = [a.with_suffix("") for a in ann]            # strip '.cat'
+        self.item_files = ann
         self.landmarks = (np.stack([read_cat_points(a) for a in ann]).reshape(-1, 9, 2) + coord_offset).astype(np.float32)
         self.visible = np.isfinite(self.landmarks).all(-1)
         if len(self.paths) and not self.paths[0].is_file():

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #0598ef3b
 from __future__ import annotations
-import copy, hashlib, json, time
+import copy, hashlib, json, os, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -12,16 +12,17 @@ import numpy as np
 import torch
 
 from .core import (PointTable, save_json, load_json, save_npy, data_dir, ConfigError, detection_prf,
-    is_main, barrier, RunConfig, record_code_version)
+    is_main, barrier, RunConfig, record_code_version, check_types, config_diff, describe_diff, file_sha1, remove_stale_tmp)
 from .hourglass import NetConfig
 from .stage1 import Stage1Config, stage1_config, run_stage1, Stage1Result
 from .stage2 import Stage2Config, stage2_config, run_stage2, LandmarkDetector
 
 # %% auto #0
 __all__ = ['FACES', 'BODIES', 'SYNTHETIC', 'CPU_SIFT_ARGS', 'PAPER_SUPERPOINT_ARGS', 'ExperimentConfig', 'experiment_config',
-           'check_data_root', 'source_dataset', 'prepare_data', 'make_initializer', 'stage0_points', 'run_stage0',
-           'stage0_label_images', 'ExperimentResult', 'write_config', 'run_experiment', 'train_cli', 'evaluate_run',
-           'save_figure', 'landmark_colors', 'plot_landmarks', 'across_yaw', 'plot_rounds']
+           'check_data_root', 'check_weights', 'weights_identity', 'source_dataset', 'prepare_data', 'make_initializer',
+           'stage0_points', 'run_stage0', 'stage0_label_images', 'ExperimentResult', 'write_config', 'run_experiment',
+           'preset_summary', 'train_cli', 'evaluate_run', 'save_figure', 'landmark_colors', 'plot_landmarks',
+           'across_yaw', 'plot_rounds']
 
 # %% ../nbs/08_pipeline.ipynb #12b184b7
 FACES = ("synthheads", "celeba", "mafl", "aflw", "ls3d", "cats")
@@ -106,6 +107,10 @@ def experiment_config(dataset: str = "synthheads", preset: str = "cpu", override
     if not (dataset in SYNTHETIC or preset == "paper"):
         cfg.n_train, cfg.n_test = None, None      # real data on the cpu/test presets: whole splits unless overridden
     ov = {**(overrides or {}), **kw}
+    if not isinstance(ov, dict): raise ConfigError(f"overrides must be a dict of config fields, got {type(ov).__name__}")
+    for k in ("data_root", "superpoint_weights"):                 # paths may be given as Path objects
+        if isinstance(ov.get(k), os.PathLike): ov[k] = str(ov[k])
+    check_types(ExperimentConfig, ov)                          # before anything runs: the field, its type, the value
     if ov.get("initializer", cfg.initializer) != cfg.initializer and "initializer_args" not in ov:
         cfg.initializer_args = {}                 # the preset's arguments are for its own initializer
     m1 = (ov.get("stage1") or {}).get("M")
@@ -127,6 +132,7 @@ def experiment_config(dataset: str = "synthheads", preset: str = "cpu", override
         cfg.stage1 = _apply(cfg.stage1, {"M": cfg.stage0_M}, "stage1")
     cfg.stage1.seed = cfg.stage2.seed = cfg.seed
     cfg.stage1.gt_radius = cfg.gt_radius
+    check_types(ExperimentConfig, {f: getattr(cfg, f) for f in cfg.__dataclass_fields__})
     return cfg
 
 def _apply(base, changes: dict, what: str):
@@ -139,11 +145,35 @@ def _apply(base, changes: dict, what: str):
     return out
 
 # %% ../nbs/08_pipeline.ipynb #1ac8f99b
-def check_data_root(cfg: ExperimentConfig) -> None:
-    "Fail fast: construct the training split's loader (cheap; it validates the layout) before anything slow runs."
-    if cfg.dataset in SYNTHETIC: return
-    from unsupervised_landmarks.data import load_dataset
-    load_dataset(cfg.dataset, cfg.data_root, split="train", **cfg.data_args)
+def check_data_root(cfg: ExperimentConfig) -> dict | None:
+    """Pre-flight, before anything slow runs: build both splits' loaders (they validate the layout), check that every
+    image file they list exists (`data.data_fingerprint`, which names a missing file) and that the weights the
+    initializer needs load. Returns the splits' fingerprints (None for the synthetic datasets)."""
+    check_weights(cfg)
+    if cfg.dataset in SYNTHETIC: return None
+    from unsupervised_landmarks.data import data_fingerprint
+    return {split: data_fingerprint(source_dataset(cfg, split)) for split in ("train", "test")}
+
+def _needs_superpoint(cfg: ExperimentConfig) -> bool:
+    name, args = cfg.initializer.lower(), cfg.initializer_args
+    return name == "superpoint" or (name in ("gt_noise", "groundtruthnoise") and args.get("desc") == "superpoint")
+
+def check_weights(cfg: ExperimentConfig) -> None:
+    "Load the SuperPoint weights when the initializer needs them; the error names the file and the flag that sets it."
+    if not _needs_superpoint(cfg): return
+    if not cfg.superpoint_weights:
+        raise ConfigError(f"initializer {cfg.initializer!r} needs SuperPoint weights: pass `--superpoint-weights "
+                          "PATH` (superpoint_weights= in Python) with the path of superpoint_v1.pth (the public SuperPoint "
+                          "release by Magic Leap, non-commercial licence; not shipped here), or choose initializer='sift'")
+    from unsupervised_landmarks.keypoints import SuperPoint
+    try: SuperPoint(weights=cfg.superpoint_weights)           # reads the file and loads it into the network
+    except (OSError, ConfigError, RuntimeError) as e:
+        raise ConfigError(f"SuperPoint weights {cfg.superpoint_weights} (`--superpoint-weights`) do not load: {e}") from e
+
+def weights_identity(cfg: ExperimentConfig) -> dict:
+    "The weights files of `cfg` by content (`sha1:<hex>`), so that a run does not depend on where the file lies."
+    p = cfg.superpoint_weights
+    return {"superpoint_weights": None if not p else (f"sha1:{file_sha1(p)}" if Path(p).is_file() else p)}
 
 def _synthetic(cfg: ExperimentConfig, split: str, n: int):
     from unsupervised_landmarks import synthetic
@@ -159,8 +189,8 @@ def source_dataset(cfg: ExperimentConfig, split: str):
     return _limit(ds, n, cfg.seed) if n is not None and n < len(ds) else ds
 
 def prepare_data(cfg: ExperimentConfig, progress: bool = True):
-    "(train, test) ArrayDatasets of `cfg.in_size` crops."
-    from unsupervised_landmarks.data import materialize
+    "(train, test) ArrayDatasets of `cfg.in_size` crops, cached per split under a key that includes the data's fingerprint."
+    from unsupervised_landmarks.data import materialize, data_fingerprint
     from unsupervised_landmarks.diagnostics import attach_surface
     out = []
     for split in ("train", "test"):
@@ -168,8 +198,10 @@ def prepare_data(cfg: ExperimentConfig, progress: bool = True):
         enlarge = cfg.enlarge if cfg.enlarge is not None else getattr(ds, "enlarge", 1.3)
         tag = f"{cfg.dataset}-{split}-{len(ds)}-{cfg.in_size}-{enlarge}-s{cfg.seed}"
         if cfg.data_args: tag += "-" + hashlib.sha1(json.dumps(cfg.data_args, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        fp = None if cfg.dataset in SYNTHETIC else data_fingerprint(ds)
+        if fp is not None: tag += "-d" + fp["digest"][:8]          # another copy of the data gets its own cache file
         cache = None if cfg.dataset in SYNTHETIC else data_dir() / "cache" / f"{tag}.npz"
-        crops = materialize(ds, size=cfg.in_size, enlarge=enlarge, cache=cache, progress=progress)
+        crops = materialize(ds, size=cfg.in_size, enlarge=enlarge, cache=cache, progress=progress, fingerprint=fp)
         out.append(attach_surface(crops, ds) if split == "test" else crops)
     return tuple(out)
 
@@ -285,23 +317,65 @@ class ExperimentResult:
     stage2: object
     results: dict
 
-def write_config(cfg: ExperimentConfig, run_dir, resume: bool, ignore=()) -> None:
-    """Write run_dir/config.json (and record the code's commit in run_dir/code.json); refuse to reuse a run directory
-    made with a different config. `ignore`: top-level fields that do not matter to what this run directory holds (e.g.
-    'stage2' for a stage-1-only run); their recorded values are kept."""
-    p = Path(run_dir) / "config.json"
+def _comparable(cfg: ExperimentConfig, weights: dict) -> dict:
+    """The fields that change results, as a nested dict: no device / data_root (the data fingerprint stands for the data),
+    no logging or checkpoint intervals, the weights by content."""
+    d = cfg.to_dict()
+    for k in ("device", "data_root"): d.pop(k)
+    for st in ("stage1", "stage2"):
+        d[st] = {k: v for k, v in d[st].items() if k not in type(getattr(cfg, st))._digest_ignore}
+    d.update(weights)
+    return d
+
+def _started(run_dir: Path) -> bool:
+    "Whether a stage of the run has completed (stage 0 is the first): then its config and data are fixed."
+    return (run_dir / "stage0" / "done.json").exists()
+
+def _refusal(run_dir: Path, what: str, lines: list) -> ConfigError:
+    return ConfigError(f"{run_dir}: the run was made with another {what}; it differs in\n" + "\n".join(lines) +
+                       "\nresume with the run's values, or start a new run folder (`--run-dir`)")
+
+def write_config(cfg: ExperimentConfig, run_dir, resume: bool, ignore=(), inputs: dict | None = None) -> None:
+    """Write run_dir/config.json and run_dir/inputs.json (the data's fingerprints and the weights' content hashes) and
+    record the code's commit in run_dir/code.json. A folder that holds a run is refused without `resume`; with it, a
+    config or data that differ from the run's are refused, each differing field named with both values and its
+    `ul-train` flag, unless no stage has completed yet (a corrected config then replaces the failed attempt's). `ignore`:
+    top-level fields this folder does not depend on (e.g. 'stage2' for a stage-1-only run); their recorded values are
+    kept. `inputs`: `{'data': check_data_root(cfg), 'weights': weights_identity(cfg)}` if already computed."""
+    run_dir = Path(run_dir); p, ip = run_dir / "config.json", run_dir / "inputs.json"
+    if inputs is None: inputs = {"data": check_data_root(cfg) if cfg.dataset not in SYNTHETIC else None,
+                                 "weights": weights_identity(cfg)}
     new = cfg.to_dict()
     if p.exists():
-        saved = load_json(p)
-        old = ExperimentConfig.from_dict({k: v for k, v in saved.items() if k != "crop_enlarge"})
         if not resume:
-            raise ConfigError(f"{run_dir} already holds a run; pass resume=True to continue it, or choose a new run_dir")
-        a, b = old.result_digest(), cfg.result_digest()
-        diff = [k for k in b if k not in ignore and a.get(k) != b[k]]
-        if diff: raise ConfigError(f"{p}: the run was made with another config (differs in {diff}); use a new run_dir")
+            raise ConfigError(f"{run_dir} already holds a run; continue it with `ul-train --resume` (resume=True in "
+                              f"Python), or start a new run folder (`--run-dir`)")
+        saved = load_json(p)
+        old = ExperimentConfig.from_dict(saved)
+        old_in = load_json(ip) if ip.exists() else {"data": inputs["data"], "weights": weights_identity(old)}
+        keep = lambda d: {k: v for k, v in d.items() if k not in ignore}
+        diff = config_diff(keep(_comparable(old, old_in["weights"])), keep(_comparable(cfg, inputs["weights"])))
+        plain = [d for d in diff if d[0] != "superpoint_weights"]
+        lines = describe_diff(plain).split("\n") if plain else []
+        if any(d[0] == "superpoint_weights" for d in diff):
+            lines.append(f"  superpoint_weights: content {old_in['weights']['superpoint_weights']} in the run, "
+                         f"{inputs['weights']['superpoint_weights']} now, file {cfg.superpoint_weights} "
+                         f"(CLI: --superpoint-weights PATH)")
+        data = [f"  {split}: {line}" for split in ("train", "test")
+                for line in _data_diff(old_in["data"], inputs["data"], split)]
+        started = _started(run_dir)
+        if started and lines: raise _refusal(run_dir, "config", lines)
+        if started and data: raise _refusal(run_dir, "data", data + [f"  (the run's data: {saved.get('data_root')})"])
+        if not started:                                   # a failed first attempt: the corrected config replaces it
+            for st in ("stage1", "stage2"): (run_dir / st / "config.json").unlink(missing_ok=True)
         new.update({k: saved[k] for k in ignore if k in saved})
-    save_json(new, p)
+        remove_stale_tmp(run_dir)                         # temporary files of a write the kill interrupted
+    save_json(new, p); save_json(inputs, ip)
     record_code_version(run_dir)
+
+def _data_diff(old: dict | None, new: dict | None, split: str) -> list:
+    from unsupervised_landmarks.data import fingerprint_diff
+    return fingerprint_diff((old or {}).get(split), (new or {}).get(split))
 
 def run_experiment(cfg: ExperimentConfig, run_dir, resume: bool = False, progress: bool = True, data=None) -> ExperimentResult:
     """Data -> stage 0 -> stage 1 -> stage 2 -> evaluation, in `run_dir`. Under `torchrun` rank 0 prepares data, stage 0
@@ -309,8 +383,8 @@ def run_experiment(cfg: ExperimentConfig, run_dir, resume: bool = False, progres
     run_dir = Path(run_dir)
     main = is_main()
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    check_data_root(cfg)
-    if main: write_config(cfg, run_dir, resume)
+    fingerprints = check_data_root(cfg)                # pre-flight: every image exists, the weights load
+    if main: write_config(cfg, run_dir, resume, inputs={"data": fingerprints, "weights": weights_identity(cfg)})
     for turn in ("main", "others"):                     # rank 0 first (it generates / caches), then the rest reuse
         if (turn == "main") == main:
             train, test = data or prepare_data(cfg, progress and main)
@@ -327,30 +401,65 @@ def run_experiment(cfg: ExperimentConfig, run_dir, resume: bool = False, progres
     return ExperimentResult(cfg, run_dir, train, test, s0, s1, s2, results)
 
 # %% ../nbs/08_pipeline.ipynb #1208c362
+def preset_summary() -> str:
+    "The main settings of each preset (faces / bodies), read from `experiment_config`: the epilog of `ul-train --help`."
+    import textwrap
+    rows = []
+    for preset in ("paper", "cpu", "test"):
+        f, b, sy = experiment_config("celeba", preset), experiment_config("h36m", preset), experiment_config("synthheads", preset)
+        s1, s2 = f.stage1, f.stage2
+        n = lambda v, d="whole split": d if v is None else v
+        rows.append(textwrap.fill(
+            f"{preset}: input {f.in_size} px, initializer {f.initializer}, M {f.stage0_M} faces / {b.stage0_M} bodies; "
+            f"stage 1: {s1.rounds} rounds ({s1.warmup_iters} + {s1.rounds - 1} x {s1.round_iters} iterations, batch "
+            f"{s1.batch}, lr {s1.lr}); stage 2: {s2.iters} iterations (batch {s2.batch} x {s2.accum}, lr {s2.lr}); "
+            f"train/test images: {n(sy.n_train, 2000)}/{n(sy.n_test, 500)} synthetic, {n(f.n_train)}/{n(f.n_test)} "
+            f"real; evaluation protocol {f.protocol}", 100, initial_indent="  ", subsequent_indent="      "))
+    return "preset defaults:\n" + "\n".join(rows)
+
+def _parser():
+    import argparse
+    ap = argparse.ArgumentParser(prog="ul-train", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 description=train_cli.__doc__, epilog=preset_summary() + (
+        "\n\nA refused resume lists each differing field with both values and the flag to set; a run folder in "
+        "which no stage has completed accepts a corrected command with --resume."))
+    ap.add_argument("--dataset", default="synthheads", choices=FACES + BODIES, metavar="{" + ",".join(FACES + BODIES) + "}",
+                    help="dataset (default: synthheads)")
+    ap.add_argument("--data-root", default=None, metavar="DIR", help="folder of a real dataset (default: data/<dataset>)")
+    ap.add_argument("--preset", default=None, choices=("paper", "cpu", "test"),
+                    help="settings preset, see below (default: cpu for synthheads/synthbodies, paper otherwise)")
+    ap.add_argument("--run-dir", required=True, metavar="DIR", help="run folder (config, checkpoints, results)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --run-dir (same config and data)")
+    ap.add_argument("--initializer", default=None, choices=("sift", "orb", "superpoint", "gt_noise"),
+                    help="stage-0 keypoints (default: the preset's: superpoint for paper, sift otherwise)")
+    ap.add_argument("--superpoint-weights", default=None, metavar="PATH",
+                    help="superpoint_v1.pth (Magic Leap's public release); needed by the paper preset")
+    ap.add_argument("--overrides", default="{}", metavar="JSON",
+                    help="""JSON dict of ExperimentConfig fields, e.g. '{"stage1": {"M": 50}, "n_train": 500}'""")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return ap
+
 def train_cli(argv=None):
     """Command line: `ul-train --dataset synthheads --preset cpu --run-dir runs/x [--resume] [--overrides JSON]`.
     Launch with `torchrun --nproc_per_node N $(which ul-train) ...` for multi-GPU (NCCL) or multi-process CPU (gloo)."""
-    import argparse, os
-    ap = argparse.ArgumentParser(prog="ul-train", description=train_cli.__doc__)
-    ap.add_argument("--dataset", default="synthheads"); ap.add_argument("--data-root", default=None)
-    ap.add_argument("--preset", default=None); ap.add_argument("--run-dir", required=True)
-    ap.add_argument("--seed", type=int, default=0); ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--overrides", default="{}", help="JSON dict of ExperimentConfig fields")
-    ap.add_argument("--no-progress", action="store_true")
+    import os
+    ap = _parser()
     a = ap.parse_args(argv)
+    try: ov = json.loads(a.overrides)
+    except json.JSONDecodeError as e: ap.error(f"--overrides is not valid JSON ({e}): {a.overrides}")
+    if not isinstance(ov, dict): ap.error(f"--overrides must be a JSON object of config fields, got {a.overrides}")
+    preset = a.preset or ("cpu" if a.dataset in SYNTHETIC else "paper")
+    kw = {k: v for k, v in (("initializer", a.initializer), ("superpoint_weights", a.superpoint_weights)) if v is not None}
+    cfg = experiment_config(a.dataset, preset, overrides=ov, seed=a.seed, data_root=a.data_root, **kw)   # checked here
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = None
     if world > 1:
         import torch.distributed as dist
         if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", "0")); torch.cuda.set_device(local); device = f"cuda:{local}"
+            local = int(os.environ.get("LOCAL_RANK", "0")); torch.cuda.set_device(local); cfg.device = f"cuda:{local}"
             dist.init_process_group("nccl")
         else:
-            dist.init_process_group("gloo"); device = "cpu"
-    preset = a.preset or ("cpu" if a.dataset in SYNTHETIC else "paper")
-    ov = json.loads(a.overrides)
-    if device: ov["device"] = device
-    cfg = experiment_config(a.dataset, preset, overrides=ov, seed=a.seed, data_root=a.data_root)
+            dist.init_process_group("gloo"); cfg.device = "cpu"
     try:
         res = run_experiment(cfg, a.run_dir, resume=a.resume, progress=not a.no_progress)
         if is_main() and res.results:
