@@ -1,5 +1,5 @@
 "Integration tests for unsupervised_landmarks.data: every loader on its fixture, crops, caching, Torch7, augmentation."
-import struct
+import os, struct
 import time
 from pathlib import Path
 
@@ -265,3 +265,30 @@ def test_h36m_loader_reorders_on_request(fixtures):
     np.testing.assert_array_equal(re.landmarks, h36m_lr_reorder(plain.landmarks))
     d = lambda l: np.linalg.norm(l[:, 17] - l[:, 25], axis=-1)
     np.testing.assert_allclose(d(re.landmarks), d(plain.landmarks))      # the shoulder normaliser does not change
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_fingerprint_of_every_loader(name, fixtures, tmp_path):
+    """Every loader lists the annotation files it read (or one per image), so that a change in any of them changes the
+    data's fingerprint and with it the crop cache's key; the image list covers every item."""
+    import shutil
+    from unsupervised_landmarks.data import data_fingerprint, fingerprint_diff
+    src = Path(fixtures[name]["root"]); root = tmp_path / src.name
+    shutil.copytree(src, root, copy_function=shutil.copy2)
+    ds = load_dataset(name, root, split="train")
+    fp = data_fingerprint(ds)
+    assert fp["n_images"] == len(ds) and fp["root"] == str(Path(ds.root).resolve()) and len(fp["digest"]) == 16
+    assert fp["annotation_files"] or fp["item_files"], "the loader lists no annotation file"
+    ann = next(iter(fp["annotation_files"]), None)
+    if ann:                                                        # shared files: by content (one byte more)
+        f = Path(ds.root) / ann; f.write_bytes(f.read_bytes() + b" ")
+    else: os.utime(ds.item_files[0], ns=(2, 2))                    # one file per image: by size and time
+    fp2 = data_fingerprint(ds)
+    assert fp2["digest"] != fp["digest"] and fingerprint_diff(fp, fp2)
+    cache = tmp_path / "c.npz"
+    m = materialize(ds, size=16, cache=cache, progress=False)
+    Path(ds.paths[-1]).touch()                                      # an image rewritten: its time changes
+    os.utime(ds.paths[-1], ns=(1, 1))
+    assert data_fingerprint(ds)["images"] != fp2["images"]
+    m.images[:] = 0; m.save(cache, materialize=ArrayDataset.read_attrs(cache)["materialize"])
+    assert materialize(ds, size=16, cache=cache, progress=False).images.any()   # not the stale cache
