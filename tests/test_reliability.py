@@ -50,7 +50,7 @@ def test_resume_refuses_other_data_showing_both(two_copies, tmp_path):
     with pytest.raises(ConfigError) as e:
         write_config(experiment_config("aflw", "test", data_root=str(b)), run, resume=True)
     msg = str(e.value)
-    assert "another data" in msg and str(a.resolve()) in msg and str(b.resolve()) in msg and "image files" in msg
+    assert "other data" in msg and str(a.resolve()) in msg and str(b.resolve()) in msg and "image files" in msg
     assert "annotation file aflw_train_keypoints.mat: content differs" in msg
     # fewer images: the counts are shown (this used to fail only at evaluation, "12 prediction rows but 14 ...")
     write_fixture_aflw(tmp_path / "five", n_train=5, seed=0)
@@ -65,7 +65,7 @@ def test_resume_refuses_other_data_before_cropping(two_copies, tmp_path, data_tm
     run = tmp_path / "run"
     write_config(experiment_config("aflw", "test", data_root=str(a)), run, resume=False); _done_stage0(run)
     with mock.patch.object(pipeline, "prepare_data", side_effect=AssertionError("cropped")):
-        with pytest.raises(ConfigError, match="another data"):
+        with pytest.raises(ConfigError, match="other data"):
             pipeline.run_experiment(experiment_config("aflw", "test", data_root=str(b)), run, resume=True, progress=False)
 
 

@@ -331,8 +331,10 @@ def _started(run_dir: Path) -> bool:
     "Whether a stage of the run has completed (stage 0 is the first): then its config and data are fixed."
     return (run_dir / "stage0" / "done.json").exists()
 
+_DERIVED = {"stage1.seed": "seed", "stage2.seed": "seed", "stage1.gt_radius": "gt_radius", "stage1.net.in_size": "in_size"}
+
 def _refusal(run_dir: Path, what: str, lines: list) -> ConfigError:
-    return ConfigError(f"{run_dir}: the run was made with another {what}; it differs in\n" + "\n".join(lines) +
+    return ConfigError(f"{run_dir}: the run was made with {what}; it differs in\n" + "\n".join(lines) +
                        "\nresume with the run's values, or start a new run folder (`--run-dir`)")
 
 def write_config(cfg: ExperimentConfig, run_dir, resume: bool, ignore=(), inputs: dict | None = None) -> None:
@@ -355,7 +357,8 @@ def write_config(cfg: ExperimentConfig, run_dir, resume: bool, ignore=(), inputs
         old_in = load_json(ip) if ip.exists() else {"data": inputs["data"], "weights": weights_identity(old)}
         keep = lambda d: {k: v for k, v in d.items() if k not in ignore}
         diff = config_diff(keep(_comparable(old, old_in["weights"])), keep(_comparable(cfg, inputs["weights"])))
-        plain = [d for d in diff if d[0] != "superpoint_weights"]
+        changed = {d[0] for d in diff}                   # a field set from another one is listed under that one
+        plain = [d for d in diff if d[0] != "superpoint_weights" and _DERIVED.get(d[0]) not in changed]
         lines = describe_diff(plain).split("\n") if plain else []
         if any(d[0] == "superpoint_weights" for d in diff):
             lines.append(f"  superpoint_weights: content {old_in['weights']['superpoint_weights']} in the run, "
@@ -363,15 +366,21 @@ def write_config(cfg: ExperimentConfig, run_dir, resume: bool, ignore=(), inputs
                          f"(CLI: --superpoint-weights PATH)")
         data = [f"  {split}: {line}" for split in ("train", "test")
                 for line in _data_diff(old_in["data"], inputs["data"], split)]
+        if data: data += [f"  {split} in the run: {_data_summary(old_in['data'], split)}; now: "
+                          f"{_data_summary(inputs['data'], split)}" for split in ("train", "test")]
         started = _started(run_dir)
-        if started and lines: raise _refusal(run_dir, "config", lines)
-        if started and data: raise _refusal(run_dir, "data", data + [f"  (the run's data: {saved.get('data_root')})"])
+        if started and lines: raise _refusal(run_dir, "another config", lines)
+        if started and data: raise _refusal(run_dir, "other data", data)
         if not started:                                   # a failed first attempt: the corrected config replaces it
             for st in ("stage1", "stage2"): (run_dir / st / "config.json").unlink(missing_ok=True)
         new.update({k: saved[k] for k in ignore if k in saved})
         remove_stale_tmp(run_dir)                         # temporary files of a write the kill interrupted
     save_json(new, p); save_json(inputs, ip)
     record_code_version(run_dir)
+
+def _data_summary(fps: dict | None, split: str) -> str:
+    fp = (fps or {}).get(split)
+    return "generated (no files)" if fp is None else f"{fp['root']} ({fp['n_images']} images)"
 
 def _data_diff(old: dict | None, new: dict | None, split: str) -> list:
     from unsupervised_landmarks.data import fingerprint_diff
