@@ -46,6 +46,10 @@ def test_run_and_resume(tmp_path, monkeypatch):
     assert res.channel_clusters == ref.channel_clusters
     for k, v in ref.net.state_dict().items():
         torch.testing.assert_close(v, res.net.state_dict()[k])
+    # killed after the second merge step was logged and before the next checkpoint: the resumed run merges again,
+    # and the log and the history hold that merge step (and every loss line) once, as the uninterrupted run's
+    assert res.history == ref.history and [h["merge_step"] for h in res.history] == [1, 2]
+    assert read_jsonl(tmp_path / "run" / "metrics.jsonl") == read_jsonl(tmp_path / "ref" / "metrics.jsonl")
     with pytest.raises(ConfigError, match="another config"):
         S2.run_stage2(imgs, lab, s1, S2.stage2_config("test", sigma=2.0), tmp_path / "run", resume=True, progress=False)
 
@@ -107,11 +111,14 @@ def test_detector_maps_back_to_image_coordinates(tmp_path):
     xy, vis, peak = det(list(big), boxes)
     assert xy.shape == (2, det.K, 2) and vis.shape == (2, det.K)
     # the same points computed by hand: crop, predict in the crop, invert the crop's affine
+    # (a point that falls outside the image, in the crop's padding, is put on its border and is not visible)
     for i in range(2):
         s = crop_sample(Sample(big[i], boxes[i], None, None, {}), det.in_size, det.enlarge)
-        pc, _, _ = det.predict_crops(s.image[None])
+        pc, vc, _ = det.predict_crops(s.image[None])
         back = apply_affine(np.linalg.inv(np.vstack([s.meta["crop_affine"], [0, 0, 1]]))[:2], pc[0])
-        np.testing.assert_allclose(xy[i], back, atol=1e-3)
+        inside = ((back >= 0) & (back <= [200, 150])).all(1)
+        np.testing.assert_allclose(xy[i], np.clip(back, 0, [200, 150]), atol=1e-3)
+        np.testing.assert_array_equal(vis[i], vc[0] & inside)
     with pytest.raises(FileNotFoundError, match="stage2_final.pt"):
         S2.LandmarkDetector.load(tmp_path / "nope")
 
@@ -285,3 +292,80 @@ def test_accumulation_under_ddp(tmp_path):
     r0, r1 = (torch.load(tmp_path / f"r{r}.pt", weights_only=True) for r in (0, 1))
     torch.testing.assert_close(r0["got"], r1["got"], rtol=0, atol=0)     # one all-reduced gradient on both ranks
     torch.testing.assert_close(r0["got"], r0["want"], rtol=1e-4, atol=1e-6)
+
+
+def _small_run(tmp_path, **kw):
+    imgs, lab = _data()
+    torch.manual_seed(0); s1 = LandmarkNet(NET_PRESETS["test"])
+    return imgs, lab, s1, S2.stage2_config("test", min_images=1, **kw)
+
+
+def _nan_at(monkeypatch, call):
+    "Targets of NaN from the `call`-th call on (one call per iteration in the test preset)."
+    real, count = S2.gaussian_targets, [0]
+    def poisoned(*a, **k):
+        count[0] += 1
+        t = real(*a, **k)
+        return t * float("nan") if count[0] >= call else t
+    monkeypatch.setattr(S2, "gaussian_targets", poisoned)
+
+
+def test_nan_stop_says_what_is_left(tmp_path, monkeypatch):
+    imgs, lab, s1, cfg = _small_run(tmp_path, ckpt_every=2)
+    _nan_at(monkeypatch, 4)                                          # iteration 3: the checkpoint after 2 is good
+    with pytest.raises(FloatingPointError, match=r"stage 2, iteration 3: loss is nan; the last good checkpoint "
+                       r"\(after 2 iterations\) is kept at .*stage2_last.pt\. The weight and gradient norms were within"):
+        S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "a", progress=False)
+    _nan_at(monkeypatch, 1)
+    with pytest.raises(FloatingPointError, match="iteration 0: loss is nan; no checkpoint has been written yet"):
+        S2.run_stage2(imgs, lab, s1, cfg, tmp_path / "b", progress=False)
+
+
+def test_exploded_weights_are_never_checkpointed(tmp_path):
+    "lr=1e9: the weights explode at iteration 0 and the loss is NaN at 1; with ckpt_every=1 nothing exploded is kept."
+    imgs, lab, s1, cfg = _small_run(tmp_path, lr=1e9, ckpt_every=1)
+    with pytest.warns(RuntimeWarning, match="stage 2: the weight norm is .* at iteration 0"), \
+            pytest.raises(FloatingPointError, match="no checkpoint has been written yet.*lower lr"):
+        S2.run_stage2(imgs, lab, s1, cfg, tmp_path, progress=False)
+    assert not (tmp_path / "checkpoints" / "stage2_last.pt").exists()
+
+
+def test_divergence_warns_once(tmp_path):
+    "lr=10 blows the weights up without a NaN: a warning (one), the run completes, the norms are in the log."
+    imgs, lab, s1, cfg = _small_run(tmp_path, lr=10.0)
+    with pytest.warns(RuntimeWarning, match="stage 2: the weight norm") as w:
+        S2.run_stage2(imgs, lab, s1, cfg, tmp_path, progress=False)
+    assert len([x for x in w if "stage 2: the weight norm" in str(x.message)]) == 1
+    assert all("weight_norm" in r and "grad_norm" in r for r in read_jsonl(tmp_path / "metrics.jsonl") if "loss" in r)
+
+
+def test_inference_refuses_bad_inputs(tmp_path):
+    imgs, lab, s1, cfg = _small_run(tmp_path)
+    res = S2.run_stage2(imgs, lab, s1, cfg, tmp_path, progress=False)
+    det = S2.LandmarkDetector(res.net, res.channel_clusters, res.visibility_threshold)
+    with pytest.raises(ValueError, match=r"crops of uint8 values 0-255 expected, got float64 values in \[0, 0\.996\d*\], images scaled to \[0, 1\]"):
+        det.predict_crops(imgs[:2] / 255.0)
+    with pytest.raises(ValueError, match=r"\(B, 64, 64, 3\), the network's input size 64 px, expected, got shape \(2, 48, 48, 3\)"):
+        det.predict_crops(imgs[:2, :48, :48])
+    with pytest.raises(ValueError, match="no crops given"):
+        det.predict_crops(imgs[:0])
+    with pytest.raises(ValueError, match="no images given"):
+        det([])
+    with pytest.raises(ValueError, match="image 0 of uint8 values 0-255 expected"):
+        det([imgs[0] / 255.0])
+    xy, vis, peak = det.predict_crops(imgs[:2].astype(np.float32))    # 0-255 floats are the same pixels
+    np.testing.assert_allclose(xy, det.predict_crops(imgs[:2])[0])
+
+
+def test_full_image_points_stay_inside(tmp_path):
+    "Without boxes the square crop pads a tall image on both sides: points that land in the padding are not in the image."
+    imgs, lab, s1, cfg = _small_run(tmp_path)
+    res = S2.run_stage2(imgs, lab, s1, cfg, tmp_path, progress=False)
+    det = S2.LandmarkDetector(res.net, res.channel_clusters, res.visibility_threshold)
+    tall = np.random.default_rng(2).integers(0, 255, (3, 120, 20, 3), dtype=np.uint8)
+    xy, vis, peak = det(list(tall))
+    assert (xy >= 0).all() and (xy[..., 0] <= 20).all() and (xy[..., 1] <= 120).all()
+    s = crop_sample(Sample(tall[0], np.array([0, 0, 20, 120], np.float32), None, None, {}), det.in_size, 1.0)
+    back = apply_affine(np.linalg.inv(np.vstack([s.meta["crop_affine"], [0, 0, 1]]))[:2], det.predict_crops(s.image[None])[0][0])
+    outside = ~((back >= 0) & (back <= [20, 120])).all(1)
+    assert not vis[0][outside].any()                             # a point that was in the padding is not visible
