@@ -17,17 +17,19 @@ NB_WORKERS ?= 2
 .PHONY: install train test nbtest pytest readme docs docs-check export
 
 $(STAMP): settings.ini setup.py constraints.txt
+	@mkdir -p $(VENV) && $(PYTHON) -c "import time; print(time.time())" > $(VENV)/.install_time
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=23" setuptools wheel packaging
 	$(BIN)/python -m pip install -q -c constraints.txt "torch==2.13.0"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
+	@$(BIN)/python -c "import time; print(time.time())" >> $(VENV)/.install_time
 
 install: $(STAMP)
 
 train: install
 	@mkdir -p $(RUN_DIR)
-	UL_PROGRESS=log $(BIN)/papermill --log-output --no-progress-bar nbs/10_train.ipynb $(RUN_DIR)/10_train.ipynb -p dataset $(DATASET) -p preset $(PRESET) -p seed $(SEED) -p run_dir $(abspath $(RUN_DIR)) --cwd nbs
+	UL_PROGRESS=log UL_TRAIN_START=$$($(BIN)/python -c "import time; print(time.time())") UL_INSTALL_TIME=$(abspath $(VENV))/.install_time $(BIN)/papermill --log-output --no-progress-bar nbs/10_train.ipynb $(RUN_DIR)/10_train.ipynb -p dataset $(DATASET) -p preset $(PRESET) -p seed $(SEED) -p run_dir $(abspath $(RUN_DIR)) --cwd nbs
 
 nbtest: install
 	$(BIN)/nbdev_test --n_workers $(NB_WORKERS)

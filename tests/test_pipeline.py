@@ -31,10 +31,54 @@ def _check_run_dir(run: Path, dataset: str):
     return cfg, res
 
 
-def test_train_notebook_synthheads(tmp_path, data_tmp):
+def _last_output(nb: Path) -> str:
+    "The text the notebook's last cell printed."
+    text = lambda t: "".join(t) if isinstance(t, list) else t
+    return "".join(text(o.get("text", "")) for o in json.loads(nb.read_text())["cells"][-1]["outputs"])
+
+
+def _check_timing(run: Path, n_attempts: int) -> list:
+    """run/timing.json: `n_attempts` attempts; in each, positive times, sub-phases within their phase, and the top-level
+    phases adding up to the attempt's total (the time outside them is small)."""
+    att = json.loads((run / "timing.json").read_text())["attempts"]
+    assert [a["attempt"] for a in att] == list(range(1, n_attempts + 1))
+    for a in att:
+        assert a["finished"] is not None and a["total_seconds"] > 0 and a["started"][:2] == "20"
+        ph = {e["phase"]: e for e in a["phases"]}
+        assert len(ph) == len(a["phases"]) and all(e["seconds"] > 0 for e in a["phases"]), a["phases"]
+        for p, e in ph.items():                                   # sub-phases: within their phase
+            kids = [k["seconds"] for k in a["phases"] if k["depth"] == e["depth"] + 1 and k["phase"].startswith(p + " / ")]
+            assert sum(kids) <= e["seconds"] + 1e-6, (p, kids, e)
+            if " / " in p: assert p.rsplit(" / ", 1)[0] in ph, p
+        top = sum(e["seconds"] for e in a["phases"] if e["depth"] == 0)
+        assert 0.85 * a["total_seconds"] <= top <= a["total_seconds"] + 1e-6, (top, a["total_seconds"])
+    return att
+
+
+# the phases of the test preset: stage 1 has a warm-up and one round (2 relabels), stage 2 merges twice
+_STAGE_PHASES = ["data", "data / train split", "data / test split", "stage 0", "stage 0 / keypoints", "stage 0 / clustering",
+                 "stage 1", "stage 1 / phase 1 training (warm-up)", "stage 1 / relabel 1", "stage 1 / relabel 1 / network pass",
+                 "stage 1 / relabel 1 / clustering", "stage 1 / relabel 1 / metrics", "stage 1 / phase 2 training",
+                 "stage 1 / relabel 2", "stage 2", "stage 2 / training", "stage 2 / merge pass 1", "stage 2 / merge pass 2",
+                 "stage 2 / visibility and shape", "evaluation", "evaluation / stage-0 labels of the test images",
+                 "evaluation / stage-1 labels of the test images", "evaluation / detector on the training and test images"]
+
+
+def test_train_notebook_synthheads(tmp_path, data_tmp, monkeypatch):
     run = tmp_path / "run"
-    _run(tmp_path, preset="test", run_dir=str(run), resume=False)
+    now = time.time()                                  # as under `make train`, whose install ran just before
+    (tmp_path / "install").write_text(f"{now - 3}\n{now - 1}\n")
+    monkeypatch.setenv("UL_TRAIN_START", str(now - 0.5)); monkeypatch.setenv("UL_INSTALL_TIME", str(tmp_path / "install"))
+    out = _run(tmp_path, preset="test", run_dir=str(run), resume=False)
     cfg, res = _check_run_dir(run, "synthheads")
+    att = _check_timing(run, 1)[0]                     # the phases, their times, and the table printed at the end
+    names = [e["phase"] for e in att["phases"]]
+    assert names[:2] == ["environment (make install)", "start-up (papermill, imports, checks)"] and "figures" in names
+    assert set(_STAGE_PHASES) <= set(names), set(_STAGE_PHASES) - set(names)
+    assert abs(att["phases"][0]["seconds"] - 2) < 1e-3 and att["environment"]["in_this_attempt"] and att["preset"] == "test"
+    assert att["phases"][1]["seconds"] > 0.5 and att["total_seconds"] > att["phases"][1]["start"] + att["phases"][1]["seconds"]
+    last = _last_output(out)
+    assert "attempt 1" in last and "  relabel 1" in last and "    network pass" in last and "merge pass 2" in last, last
     assert res["per_yaw"]["stage 2 detector"] is not None         # SynthHeads has yaw: NME per yaw bin is reported
     cc = res["methods"]["stage 2 detector"]["consistency"]         # and correspondence per channel and yaw bin
     K = res["K"]
@@ -62,9 +106,16 @@ def test_train_notebook_synthheads(tmp_path, data_tmp):
     assert 0 <= dm["share"] <= 1 and dm["n"] > 0 and len(dm["per_bin"]["share"]) == 6
     assert all(np.isnan(x) or 0 <= x <= 1 for x in dm["per_bin"]["share"])
     # a second call with resume=True finds every stage finished and reproduces the results
-    _run(tmp_path, preset="test", run_dir=str(run), resume=True)
+    monkeypatch.delenv("UL_TRAIN_START"); monkeypatch.delenv("UL_INSTALL_TIME")
+    out = _run(tmp_path, preset="test", run_dir=str(run), resume=True)
     res2 = json.loads((run / "eval" / "results.json").read_text())
     assert [r["forward_nme"] for r in res2["rows"]] == [r["forward_nme"] for r in res["rows"]]
+    a2 = _check_timing(run, 2)[1]                      # the second attempt: nothing left to train
+    ph = {e["phase"]: e for e in a2["phases"]}
+    assert "environment (make install)" not in ph and "stage 1 / phase 1 training (warm-up)" not in ph and "evaluation" in ph
+    assert ph["stage 0"]["notes"] == {"loaded": "from the run folder"} and ph["stage 1"]["notes"] == {"resumed": "after its last phase"}
+    last = _last_output(out)
+    assert "attempt 1" in last and "attempt 2" in last
 
 
 def test_dataset_parameter_reaches_loader(tmp_path):
@@ -101,6 +152,8 @@ def test_run_experiment_resumes_its_own_run(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["crop_enlarge"] == a.train.enlarge
     b = run_experiment(cfg, tmp_path / "run", resume=True, progress=False)
     assert [r["forward_nme"] for r in a.results["rows"]] == [r["forward_nme"] for r in b.results["rows"]]
+    att = _check_timing(tmp_path / "run", 2)           # run_experiment times its phases too, one attempt per call
+    assert set(_STAGE_PHASES) <= {e["phase"] for e in att[0]["phases"]} and b.timing == att
     with pytest.raises(ConfigError, match="another config"):
         run_experiment(experiment_config("aflw", "test", data_root=str(root), seed=1), tmp_path / "run", resume=True, progress=False)
 
@@ -252,3 +305,30 @@ def test_data_args_reach_the_loader(tmp_path, data_tmp):
     want = h36m_lr_reorder(plain.landmarks)
     np.testing.assert_array_equal(lr.landmarks, want)
     assert len(list((data_tmp / "cache").glob("h36m-train-*.npz"))) == 2          # two cache files, not one reused
+
+
+def test_timing_of_a_killed_and_resumed_run(tmp_path, monkeypatch):
+    """A run killed in stage 1's second phase and resumed: timing.json shows which phases ran in which attempt (the
+    first attempt unfinished, its interrupted phase marked), and the resumed attempt's stage 1 starts at phase 2."""
+    from unsupervised_landmarks import stage1
+    from unsupervised_landmarks.core import timing_table
+    from unsupervised_landmarks.pipeline import experiment_config, run_experiment
+    cfg, run, step, calls = experiment_config("synthheads", "test"), tmp_path / "run", stage1.train_step, []
+    def killed(*a, **k):
+        calls.append(1)
+        if len(calls) == cfg.stage1.warmup_iters + 3: raise KeyboardInterrupt   # after a checkpoint
+        return step(*a, **k)
+    monkeypatch.setattr(stage1, "train_step", killed)
+    with pytest.raises(KeyboardInterrupt): run_experiment(cfg, run, progress=False)
+    monkeypatch.setattr(stage1, "train_step", step)
+    res = run_experiment(cfg, run, resume=True, progress=False)
+    a1, a2 = json.loads((run / "timing.json").read_text())["attempts"]
+    p1, p2 = ({e["phase"]: e for e in a["phases"]} for a in (a1, a2))
+    assert a1["finished"] is None and a1["total_seconds"] is None and a2["finished"] is not None
+    assert p1["stage 1"]["failed"] == p1["stage 1 / phase 2 training"]["failed"] == "KeyboardInterrupt"
+    assert "stage 1 / relabel 1" in p1 and "stage 1 / relabel 2" not in p1 and "stage 2" not in p1
+    assert "stage 1 / relabel 1" not in p2 and {"stage 1 / phase 2 training", "stage 1 / relabel 2", "evaluation"} <= set(p2)
+    assert p2["stage 1"]["notes"] == {"resumed": "at phase 2, iteration 2"}          # the test preset checkpoints every 2
+    table = timing_table(res.timing)
+    assert "failed: KeyboardInterrupt" in table and "resumed at phase 2, iteration 2" in table and "unfinished" in table
+    print(table)

@@ -21,7 +21,7 @@ __all__ = ['STAMP', 'img_to_grid', 'grid_to_img', 'cell_index', 'to_normalized',
            'landmark_nmi', 'detection_prf', 'git_commit', 'record_code_version', 'dist_world', 'is_main', 'barrier',
            'broadcast_object', 'gather_objects', 'shard', 'config_diff', 'override_flag', 'describe_diff',
            'claim_config', 'save_train_state', 'load_train_state', 'restore_train_state', 'check_choices', 'progress',
-           'check_types']
+           'iso_time', 'RunTimer', 'timed', 'timing_note', 'active_timer', 'timing_table', 'check_types']
 
 # %% ../nbs/00_core.ipynb #0e7f9e64
 def img_to_grid(pts, stride: float):
@@ -487,6 +487,163 @@ def progress(iterable=None, total: int | None = None, desc: str = "", enabled: b
                          mininterval=every, maxinterval=every, ncols=100, leave=True, **kw)
     from tqdm.auto import tqdm as auto_tqdm
     return auto_tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=leave, **kw)
+
+# %% ../nbs/00_core.ipynb #dd498bd5
+import time, datetime
+
+_TIMER = None      # the RunTimer that `timed` records into (one per process; None: nothing is recorded)
+
+def iso_time(t: float) -> str: return datetime.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+class RunTimer:
+    """Wall times of the named phases of one attempt of a run, kept in `path` (JSON) after the attempts already there.
+    `start`: when the attempt began, as a Unix time (default: now); `info`: recorded with the attempt."""
+    def __init__(self, path=None, start: float | None = None, **info):
+        self.path = None if path is None else Path(path)
+        now, pc = time.time(), time.perf_counter()
+        start = now if start is None else float(start)
+        self._pc0 = pc - (now - start)                         # perf_counter() at the attempt's start
+        old = load_json(self.path)["attempts"] if self.path is not None and self.path.exists() else []
+        self.attempt = {"attempt": len(old) + 1, "started": iso_time(start), "start_time": start, "finished": None,
+                        "total_seconds": None, **info, "phases": []}
+        self.attempts = old + [self.attempt]
+        self._stack, self._acc = [], {}
+
+    def now(self) -> float: return time.perf_counter() - self._pc0      # seconds since the attempt began
+
+    def _open(self, name: str, accumulate: bool, unit: str) -> dict:
+        parent = self._stack[-1]["phase"] if self._stack else None
+        path = name if parent is None else f"{parent} / {name}"
+        e = self._acc.get(path) if accumulate else None
+        if e is None:
+            e = {"phase": path, "name": name, "depth": len(self._stack), "start": self.now(), "seconds": None}
+            if accumulate: e.update(seconds=0.0, count=0, unit=unit); self._acc[path] = e
+            self.attempt["phases"].append(e)
+            if not accumulate: self.save()
+        self._stack.append(e)
+        return e
+
+    def _close(self, e: dict, seconds: float, error: str | None) -> None:
+        self._stack.pop()
+        if "count" in e: e["seconds"] += seconds; e["count"] += 1
+        else: e["seconds"] = seconds
+        if error is not None: e["failed"] = error
+        if "count" not in e or error is not None: self.save()
+
+    def add(self, name: str, seconds: float, start: float = 0.0, **info) -> None:
+        "A top-level phase measured elsewhere (`start`: its start, in seconds after the attempt's start)."
+        self.attempt["phases"].append({"phase": name, "name": name, "depth": 0, "start": float(start),
+                                       "seconds": float(seconds), **info})
+        self.save()
+
+    def note(self, **info) -> None:
+        "Remarks on the phase under way (shown in the table's notes)."
+        if self._stack: self._stack[-1].setdefault("notes", {}).update(info); self.save()
+
+    def save(self) -> None:
+        if self.path is not None: save_json({"attempts": self.attempts}, self.path)
+
+    def activate(self) -> "RunTimer":
+        "Make this the timer that `timed` records into."
+        global _TIMER
+        _TIMER = self
+        return self
+
+    def deactivate(self) -> None:
+        "Stop recording into this timer (an attempt that ends without `finish` stays unfinished)."
+        global _TIMER
+        if _TIMER is self: _TIMER = None
+
+    def finish(self) -> str:
+        "End the attempt (its total: now), write the file, deactivate; returns `timing_table` of all attempts."
+        self.attempt.update(finished=iso_time(time.time()), total_seconds=self.now())
+        self.save(); self.deactivate()
+        return timing_table(self.attempts)
+
+# %% ../nbs/00_core.ipynb #f204357d
+class _Timed:
+    __slots__ = ("name", "accumulate", "unit", "timer", "entry", "t0")
+    def __init__(self, name, accumulate, unit): self.name, self.accumulate, self.unit = name, accumulate, unit
+    def __enter__(self):
+        self.timer = _TIMER
+        if self.timer is not None:
+            self.entry = self.timer._open(self.name, self.accumulate, self.unit); self.t0 = time.perf_counter()
+        return self
+    def __exit__(self, et, ev, tb):
+        if self.timer is not None:
+            self.timer._close(self.entry, time.perf_counter() - self.t0, None if et is None else et.__name__)
+        return False
+
+def timed(name: str, accumulate: bool = False, unit: str = "blocks"):
+    """Context manager: the block is phase `name` of the active `RunTimer`, a sub-phase of the `timed` block around it;
+    nothing is recorded without an active timer. `accumulate`: repeated blocks add up in one entry (counted in `unit`)."""
+    return _Timed(name, accumulate, unit)
+
+def timing_note(**info) -> None:
+    "Remarks on the phase under way of the active timer (none: nothing)."
+    if _TIMER is not None: _TIMER.note(**info)
+
+def active_timer() -> RunTimer | None: return _TIMER
+
+# %% ../nbs/00_core.ipynb #c688573e
+def _timing_rows(attempts: list) -> tuple:
+    "Phase paths in the order they ran (merged over attempts), and per attempt {path: entry} (repeats summed)."
+    order, per = [], []
+    for a in attempts:
+        cells, last = {}, -1
+        for e in a["phases"]:
+            p = e["phase"]
+            if p not in order: order.insert(last + 1, p)
+            last = order.index(p)
+            if p in cells and cells[p]["seconds"] is not None and e["seconds"] is not None:
+                cells[p] = {**cells[p], "seconds": cells[p]["seconds"] + e["seconds"]}
+            else: cells[p] = dict(e)
+        per.append(cells)
+    return order, per
+
+def _other(path: str | None, order: list, cells: dict, total: float | None) -> float | None:
+    "Time of phase `path` (None: the attempt) not in any of its sub-phases."
+    parent = total if path is None else cells.get(path, {}).get("seconds")
+    depth = 0 if path is None else cells[path]["depth"] + 1
+    kids = [cells[p]["seconds"] for p in order if p in cells and cells[p]["depth"] == depth
+            and (path is None or p.startswith(path + " / "))]
+    if parent is None or not kids or any(k is None for k in kids): return None
+    return parent - sum(kids)
+
+def timing_table(attempts: list, min_other: float = 0.01) -> str:
+    """The phases of every attempt side by side (seconds; sub-phases indented), an '(other)' row where a phase (or the
+    attempt) has more than `min_other` of its time outside its sub-phases, and each attempt's total."""
+    order, per = _timing_rows(attempts)
+    rows = []                                                # (label, [cell per attempt], note)
+    def other_row(path, depth):
+        vals = [_other(path, order, c, a["total_seconds"]) if (path is None or path in c) else None
+                for a, c in zip(attempts, per)]
+        ref = [a["total_seconds"] if path is None else c.get(path, {}).get("seconds") for a, c in zip(attempts, per)]
+        if any(v is not None and r and v > min_other * r for v, r in zip(vals, ref)):
+            rows.append(("  " * depth + "(other)", [None if v is None else f"{v:.2f}" for v in vals], ""))
+    for i, p in enumerate(order):
+        e = next(c[p] for c in per if p in c)
+        cells, notes = [], []
+        for a, c in zip(attempts, per):
+            x = c.get(p)
+            if x is None: cells.append(None); continue
+            cells.append(f"{x['seconds']:.2f}" if x["seconds"] is not None else "running" if a["finished"] is None else "?")
+            n = ([f"{x['count']} {x['unit']}"] if "count" in x else []) + [f"{k.replace('_', ' ')} {v}" for k, v in x.get("notes", {}).items()]
+            if "failed" in x: n.append(f"failed: {x['failed']}")
+            if n: notes.append((f"attempt {a['attempt']}: " if len(attempts) > 1 else "") + ", ".join(n))
+        rows.append(("  " * e["depth"] + e["name"], cells, "; ".join(notes)))
+        nxt = order[i + 1] if i + 1 < len(order) else None
+        for d in range(e["depth"], 0, -1):                   # the sub-phases of an ancestor end here: its '(other)' row
+            anc = " / ".join(p.split(" / ")[:d])
+            if nxt is None or not nxt.startswith(anc + " / "): other_row(anc, d)
+    other_row(None, 0)
+    rows.append(("total", [f"{a['total_seconds']:.2f}" if a["total_seconds"] is not None else "unfinished" for a in attempts], ""))
+    head = ["phase"] + [f"attempt {a['attempt']}" for a in attempts] + ["notes"]
+    sub = [""] + [a["started"][:19].replace("T", " ") for a in attempts] + [""]
+    body = [[label] + [c or "" for c in cells] + [note] for label, cells, note in rows]
+    w = [max(len(r[j]) for r in [head, sub] + body) for j in range(len(head))]
+    fmt = lambda r: "  ".join(s.ljust(w[j]) if j in (0, len(r) - 1) else s.rjust(w[j]) for j, s in enumerate(r)).rstrip()
+    return "\n".join([fmt(head), fmt(sub), fmt(["-" * x for x in w])] + [fmt(r) for r in body])
 
 # %% ../nbs/00_core.ipynb #f19fb3b9
 def _type_name(t) -> str:

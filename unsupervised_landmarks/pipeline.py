@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from .core import (PointTable, save_json, load_json, save_npy, data_dir, ConfigError, detection_prf,
-    is_main, barrier, RunConfig, record_code_version, check_types, config_diff, describe_diff, file_sha1, remove_stale_tmp)
+    is_main, barrier, RunConfig, record_code_version, check_types, config_diff, describe_diff, file_sha1, remove_stale_tmp,
+    RunTimer, timed, timing_note, active_timer, iso_time)
 from .hourglass import NetConfig
 from .stage1 import Stage1Config, stage1_config, run_stage1, Stage1Result
 from .stage2 import Stage2Config, stage2_config, run_stage2, LandmarkDetector
@@ -20,9 +21,9 @@ from .stage2 import Stage2Config, stage2_config, run_stage2, LandmarkDetector
 # %% auto #0
 __all__ = ['FACES', 'BODIES', 'SYNTHETIC', 'CPU_SIFT_ARGS', 'PAPER_SUPERPOINT_ARGS', 'ExperimentConfig', 'experiment_config',
            'check_data_root', 'check_weights', 'weights_identity', 'source_dataset', 'prepare_data', 'make_initializer',
-           'stage0_points', 'run_stage0', 'stage0_label_images', 'ExperimentResult', 'write_config', 'run_experiment',
-           'preset_summary', 'train_cli', 'evaluate_run', 'save_figure', 'landmark_colors', 'plot_landmarks',
-           'across_yaw', 'plot_rounds']
+           'stage0_points', 'run_stage0', 'stage0_label_images', 'start_timing', 'ExperimentResult', 'write_config',
+           'run_experiment', 'preset_summary', 'train_cli', 'evaluate_run', 'save_figure', 'landmark_colors',
+           'plot_landmarks', 'across_yaw', 'plot_rounds']
 
 # %% ../nbs/08_pipeline.ipynb #12b184b7
 FACES = ("synthheads", "celeba", "mafl", "aflw", "ls3d", "cats")
@@ -201,8 +202,9 @@ def prepare_data(cfg: ExperimentConfig, progress: bool = True):
         fp = None if cfg.dataset in SYNTHETIC else data_fingerprint(ds)
         if fp is not None: tag += "-d" + fp["digest"][:8]          # another copy of the data gets its own cache file
         cache = None if cfg.dataset in SYNTHETIC else data_dir() / "cache" / f"{tag}.npz"
-        crops = materialize(ds, size=cfg.in_size, enlarge=enlarge, cache=cache, progress=progress, fingerprint=fp)
-        out.append(attach_surface(crops, ds) if split == "test" else crops)
+        with timed(f"{split} split"):
+            crops = materialize(ds, size=cfg.in_size, enlarge=enlarge, cache=cache, progress=progress, fingerprint=fp)
+            out.append(attach_surface(crops, ds) if split == "test" else crops)
     return tuple(out)
 
 def _limit(ds, n: int, seed: int):
@@ -279,13 +281,15 @@ def run_stage0(cfg: ExperimentConfig, train, run_dir, resume: bool = False, prog
     d = Path(run_dir) / "stage0"
     if resume and (d / "done.json").exists():
         info = load_json(d / "done.json")
+        timing_note(loaded="from the run folder")
         return PointTable.load(d / "labels.npz"), np.load(d / "centroids.npy"), np.asarray(info["thresholds"], np.float32), info
     t0 = time.time()
-    kps = stage0_points(cfg, train, source, progress=progress)
+    with timed("keypoints"): kps = stage0_points(cfg, train, source, progress=progress)
     r = cfg.gt_radius * cfg.in_size
     gt = train.landmarks if train.landmarks.shape[1] else None
-    labels, centroids, info = stage0(kps, M=cfg.stage0_M, drop=cfg.outlier_drop, seed=cfg.seed, gt=gt,
-                                     vis=train.visible if gt is not None else None, r=r, background=cfg.background_clusters)
+    with timed("clustering"):
+        labels, centroids, info = stage0(kps, M=cfg.stage0_M, drop=cfg.outlier_drop, seed=cfg.seed, gt=gt,
+                                         vis=train.visible if gt is not None else None, r=r, background=cfg.background_clusters)
     if "inside" in kps: kps = kps.filter(kps["inside"])          # the keypoint statistics: those in the box
     kp_prf = detection_prf(kps, train.landmarks, train.visible, r) if gt is not None else None
     info = {**{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in info.items()},
@@ -305,7 +309,39 @@ def stage0_label_images(cfg: ExperimentConfig, ds, centroids, thresholds, progre
     out = assign_labels(t, centroids, thresholds)
     return PointTable(out.offsets, {k: out[k] for k in ("x", "y", "cluster", "dist")})
 
-# %% ../nbs/08_pipeline.ipynb #3d9c9285
+# %% ../nbs/08_pipeline.ipynb #139fadd3
+def _install_times(path) -> tuple | None:
+    "(start, end) Unix times of the last `make install`, from the file it writes (None: none, or one that did not end)."
+    try: t = [float(x) for x in Path(path).read_text().split()]
+    except (TypeError, OSError, ValueError): return None
+    return (t[0], t[1]) if len(t) == 2 and t[0] <= t[1] else None
+
+def start_timing(run_dir, **info) -> RunTimer:
+    """The active timer of an attempt of the run in `run_dir`: a `core.RunTimer` on run_dir/timing.json, after the
+    attempts already there, with `info` (and the machine's CPU and thread counts) recorded. Under `make train` it
+    starts when make started the notebook and times the environment and the start-up (see above)."""
+    now = time.time()
+    try: t_make = float(os.environ["UL_TRAIN_START"])
+    except (KeyError, ValueError): t_make = None
+    if t_make is not None and not 0 <= now - t_make < 6 * 3600: t_make = None     # not this run's start
+    env, path = _install_times(os.environ.get("UL_INSTALL_TIME")), Path(run_dir) / "timing.json"
+    fresh = env is not None and t_make is not None and 0 <= t_make - env[1] < 30   # the install ran just before
+    if fresh and path.exists():                                                     # not counted by an earlier attempt
+        fresh = not any((a.get("environment") or {}).get("in_this_attempt") and a["environment"].get("end_time") == env[1]
+                        for a in load_json(path)["attempts"])
+    info = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), **info}
+    if env is not None:
+        info["environment"] = {"installed": iso_time(env[1]), "end_time": env[1], "seconds": env[1] - env[0],
+                               "in_this_attempt": fresh}
+    start = env[0] if fresh else t_make
+    timer = RunTimer(path, start=start, **info)
+    if fresh: timer.add("environment (make install)", env[1] - env[0])
+    if t_make is not None:
+        up = env[1] if fresh else t_make
+        timer.add("start-up (papermill, imports, checks)", now - up, start=up - start)
+    return timer.activate()
+
+# %% ../nbs/08_pipeline.ipynb #a64ac93c
 @dataclass
 class ExperimentResult:
     cfg: ExperimentConfig
@@ -316,6 +352,7 @@ class ExperimentResult:
     stage1: Stage1Result
     stage2: object
     results: dict
+    timing: list | None = None   # the attempts of run_dir/timing.json (`core.timing_table` prints them)
 
 def _comparable(cfg: ExperimentConfig, weights: dict) -> dict:
     """The fields that change results, as a nested dict: no device / data_root (the data fingerprint stands for the data),
@@ -386,28 +423,38 @@ def _data_diff(old: dict | None, new: dict | None, split: str) -> list:
     from unsupervised_landmarks.data import fingerprint_diff
     return fingerprint_diff((old or {}).get(split), (new or {}).get(split))
 
+# %% ../nbs/08_pipeline.ipynb #60b45c90
 def run_experiment(cfg: ExperimentConfig, run_dir, resume: bool = False, progress: bool = True, data=None) -> ExperimentResult:
     """Data -> stage 0 -> stage 1 -> stage 2 -> evaluation, in `run_dir`. Under `torchrun` rank 0 prepares data, stage 0
-    and the evaluation, the other ranks reuse its files, and stages 1-2 train with DistributedDataParallel."""
+    and the evaluation, the other ranks reuse its files, and stages 1-2 train with DistributedDataParallel. Rank 0 times
+    the phases into run_dir/timing.json (`start_timing`), unless a timer is already active (then it records there)."""
     run_dir = Path(run_dir)
     main = is_main()
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fingerprints = check_data_root(cfg)                # pre-flight: every image exists, the weights load
     if main: write_config(cfg, run_dir, resume, inputs={"data": fingerprints, "weights": weights_identity(cfg)})
-    for turn in ("main", "others"):                     # rank 0 first (it generates / caches), then the rest reuse
-        if (turn == "main") == main:
-            train, test = data or prepare_data(cfg, progress and main)
-            if main and cfg.enlarge is None:
-                save_json({**cfg.to_dict(), "crop_enlarge": train.enlarge}, run_dir / "config.json")
-            s0 = run_stage0(cfg, train, run_dir, resume or not main, progress and main)
-        barrier()
-    has_gt = train.landmarks.shape[1] > 0
-    gt, vis = (train.landmarks, train.visible) if has_gt else (None, None)
-    s1 = run_stage1(train.images, s0[0], s0[1], cfg.stage1, run_dir, resume=resume, gt=gt, gt_vis=vis,
-                    device=device, progress=progress)
-    s2 = run_stage2(train.images, s1.labels, s1.net, cfg.stage2, run_dir, resume=resume, device=device, progress=progress)
-    results = evaluate_run(cfg, run_dir, train, test, s0, s1, s2, device=device) if (has_gt and main) else {}
-    return ExperimentResult(cfg, run_dir, train, test, s0, s1, s2, results)
+    timer = start_timing(run_dir, preset=cfg.preset, device=str(device)) if main and active_timer() is None else None
+    try:
+        for turn in ("main", "others"):                 # rank 0 first (it generates / caches), then the rest reuse
+            if (turn == "main") == main:
+                with timed("data"): train, test = data or prepare_data(cfg, progress and main)
+                if main and cfg.enlarge is None:
+                    save_json({**cfg.to_dict(), "crop_enlarge": train.enlarge}, run_dir / "config.json")
+                with timed("stage 0"): s0 = run_stage0(cfg, train, run_dir, resume or not main, progress and main)
+            barrier()
+        has_gt = train.landmarks.shape[1] > 0
+        gt, vis = (train.landmarks, train.visible) if has_gt else (None, None)
+        with timed("stage 1"):
+            s1 = run_stage1(train.images, s0[0], s0[1], cfg.stage1, run_dir, resume=resume, gt=gt, gt_vis=vis,
+                            device=device, progress=progress)
+        with timed("stage 2"):
+            s2 = run_stage2(train.images, s1.labels, s1.net, cfg.stage2, run_dir, resume=resume, device=device, progress=progress)
+        with timed("evaluation"):
+            results = evaluate_run(cfg, run_dir, train, test, s0, s1, s2, device=device) if (has_gt and main) else {}
+    finally:
+        if timer is not None: timer.deactivate()        # a failed attempt stays unfinished in timing.json
+    if timer is not None: timer.finish()
+    return ExperimentResult(cfg, run_dir, train, test, s0, s1, s2, results, timer.attempts if timer is not None else None)
 
 # %% ../nbs/08_pipeline.ipynb #1208c362
 def preset_summary() -> str:
@@ -474,6 +521,9 @@ def train_cli(argv=None):
         if is_main() and res.results:
             from unsupervised_landmarks.evaluation import results_table
             print(results_table(res.results["rows"], columns=["method", "forward_nme", "backward_nme", "nmi", "f_measure", "K"]))
+        if is_main() and res.timing:
+            from unsupervised_landmarks.core import timing_table
+            print(f"\nwall time per phase (seconds; {Path(a.run_dir) / 'timing.json'}):\n{timing_table(res.timing)}")
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -511,11 +561,13 @@ def evaluate_run(cfg: ExperimentConfig, run_dir, train, test, s0, s1, s2, device
         E.LandmarkSet(ptr, gtr, mtr, vtr, box=btr, yaw=yaw_tr[:n] if yaw_tr is not None else None, pred_peak=ktr),
         E.LandmarkSet(pte, gte, mte, vte, box=bte, yaw=yaw_te, pred_peak=kte))
     thr1 = load_round(run_dir, last_complete_round(run_dir))[2]["thresholds"]
-    tables = {"stage 0 labels": (_table_slice(s0[0], n), stage0_label_images(cfg, test, s0[1], s0[2])),
-              "stage 1 labels": (_table_slice(s1.labels, n), label_images(s1.net, test.images, s1.centroids, thr1,
-                                                                          cfg.stage1.det_threshold, device=device))}
+    with timed("stage-0 labels of the test images"): t0 = stage0_label_images(cfg, test, s0[1], s0[2])
+    with timed("stage-1 labels of the test images"):
+        t1 = label_images(s1.net, test.images, s1.centroids, thr1, cfg.stage1.det_threshold, device=device)
+    tables = {"stage 0 labels": (_table_slice(s0[0], n), t0), "stage 1 labels": (_table_slice(s1.labels, n), t1)}
     det = LandmarkDetector(s2.net, s2.channel_clusters, s2.visibility_threshold, device=device, shape=s2.shape)
-    xy_tr, v_tr, pk_tr = det.predict_crops(train.images[:n]); xy_te, v_te, pk_te = det.predict_crops(test.images)
+    with timed("detector on the training and test images"):
+        xy_tr, v_tr, pk_tr = det.predict_crops(train.images[:n]); xy_te, v_te, pk_te = det.predict_crops(test.images)
     rows, full, curves, dense = [], {}, {}, {}
     for name, (ttr, tte) in tables.items():
         ptr, mtr, ids = E.points_from_table(ttr)
@@ -537,10 +589,11 @@ def evaluate_run(cfg: ExperimentConfig, run_dir, train, test, s0, s1, s2, device
     rows.append(ev.row("stage 2 detector", nmi=pm["nmi"], f_measure=pm["f_measure"], points_per_image=float(v_te.sum(1).mean()),
                        visible_rate=float(v_te.mean()), **D.consistency_columns(cc)))
     dense["stage 2 detector"] = (xy_te, v_te)
-    matches = None                                      # stage 1's descriptor alone: prototypes from near-frontal views
-    if D.has_surface(test) and yaw_te is not None:
-        matches = D.descriptor_prototype_matches(s1.net, test.images, gte, vte, np.abs(yaw_te) < 20, cfg.stage1.infer_batch, device)
-    surface = D.surface_evaluation(test, dense, matches=matches)          # None unless the test crops provide 3D points
+    with timed("3D diagnostics"):
+        matches = None                                  # stage 1's descriptor alone: prototypes from near-frontal views
+        if D.has_surface(test) and yaw_te is not None:
+            matches = D.descriptor_prototype_matches(s1.net, test.images, gte, vte, np.abs(yaw_te) < 20, cfg.stage1.infer_batch, device)
+        surface = D.surface_evaluation(test, dense, matches=matches)      # None unless the test crops provide 3D points
     ms = {"method": "mean shape", "protocol": rows[0]["protocol"], "norm": rows[0]["norm"], "forward_nme": ev.mean_shape.nme,
           "n_test": len(test)}
     per_bin = lambda v: v.per_bin(yaw_te) if yaw_te is not None else None

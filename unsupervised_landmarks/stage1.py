@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .core import (PointTable, sample_features, cell_index, save_json, load_json, append_jsonl,
     read_jsonl, save_npy, save_torch, atomic_write, seed_everything, nearest_landmark_id, landmark_nmi, detection_prf, ConfigError,
     dist_world, is_main, barrier, broadcast_object, gather_objects, shard, RunConfig, claim_config, save_train_state,
-    load_train_state, restore_train_state, check_choices, progress as progress_bar)
+    load_train_state, restore_train_state, check_choices, progress as progress_bar, timed, timing_note)
 from .hourglass import NetConfig, NET_PRESETS, build_net, LandmarkNet
 
 # %% auto #0
@@ -602,12 +602,14 @@ def relabel(net: LandmarkNet, images: np.ndarray, labels: PointTable, centroids,
     """The next round's (labels, centroids, info, detections) on rank 0 (None on the other ranks): every rank
     detects, merges and describes its shard of the images, rank 0 re-clusters all of them."""
     s, e = shard(len(images))
-    dets, merged = detect_merge_describe(net, images[s:e], slice_images(labels, s, e), cfg.det_threshold,
-                                         cfg.infer_batch, False, device, cfg.merge_radius)
-    parts = gather_objects((dets, merged))
+    with timed("network pass"):
+        dets, merged = detect_merge_describe(net, images[s:e], slice_images(labels, s, e), cfg.det_threshold,
+                                             cfg.infer_batch, False, device, cfg.merge_radius)
+        parts = gather_objects((dets, merged))
     if not is_main(): return None
     dets, merged = concat_tables([p[0] for p in parts]), concat_tables([p[1] for p in parts])
-    return (*recluster(merged, centroids, cfg, seed), dets)
+    with timed("clustering"): new = recluster(merged, centroids, cfg, seed)
+    return (*new, dets)
 
 # %% ../nbs/05_stage1.ipynb #62609517
 def run_stage1(images: np.ndarray, init_labels: PointTable, init_centroids: np.ndarray, cfg: Stage1Config, run_dir,
@@ -621,25 +623,31 @@ def run_stage1(images: np.ndarray, init_labels: PointTable, init_centroids: np.n
     if images.shape[1] != cfg.net.in_size:
         raise ConfigError(f"images are {images.shape[1]}px but the network expects {cfg.net.in_size}px crops")
     check_choices(cfg, STAGE1_CHOICES)                 # a typo fails now, not after the warm-up phase
-    k = _start_rounds(run_dir, init_labels, init_centroids, cfg, resume, gt, gt_vis)
-    st = _start_training(cfg, run_dir, k, resume, device)
+    with timed("set-up (round 0, network)"):
+        k = _start_rounds(run_dir, init_labels, init_centroids, cfg, resume, gt, gt_vis)
+        st = _start_training(cfg, run_dir, k, resume, device)
     if resume:                                         # what the resumed run logs again: steps and rounds from here on
         pos = (st.phase, st.it)
         rewind_metrics(run_dir / "metrics.jsonl", 1, lambda r: r["round"] < st.phase if "round" in r else
                        (r["phase"], r["iter"]) <= pos if "phase" in r else True)
     labels, centroids, _ = load_round(run_dir, min(st.phase - 1, k))
+    if resume and (st.phase, st.it) != (1, 0):
+        timing_note(resumed=f"at phase {st.phase}, iteration {st.it}" if st.phase <= cfg.rounds else "after its last phase")
     with progress_bar(total=_stage_iters(cfg, cfg.rounds + 1), initial=_stage_iters(cfg, st.phase, st.it),
                       enabled=progress and main) as bar:
         while st.phase <= cfg.rounds:
-            train_phase(st, training_set(images, labels, cfg), cfg, run_dir, bar)
+            with timed(f"phase {st.phase} training" + (" (warm-up)" if st.phase == 1 else "")):
+                train_phase(st, training_set(images, labels, cfg), cfg, run_dir, bar)
             bar.set_description(f"stage 1 relabel {st.phase}/{cfg.rounds}")
-            new = relabel(st.net, images, labels, centroids, cfg, cfg.seed + st.phase, device)
-            if main:
-                labels, centroids, cinfo, dets = new
-                info = {"round": st.phase, **round_metrics(labels, dets, gt, gt_vis, cfg.gt_radius * cfg.net.in_size), **cinfo}
-                save_round(run_dir, st.phase, labels, centroids, info)
-                append_jsonl({"stage": 1, **info}, run_dir / "metrics.jsonl")
-            labels, centroids = broadcast_object((labels, centroids))
+            with timed(f"relabel {st.phase}"):
+                new = relabel(st.net, images, labels, centroids, cfg, cfg.seed + st.phase, device)
+                if main:
+                    labels, centroids, cinfo, dets = new
+                    with timed("metrics"):
+                        info = {"round": st.phase, **round_metrics(labels, dets, gt, gt_vis, cfg.gt_radius * cfg.net.in_size), **cinfo}
+                    save_round(run_dir, st.phase, labels, centroids, info)
+                    append_jsonl({"stage": 1, **info}, run_dir / "metrics.jsonl")
+                labels, centroids = broadcast_object((labels, centroids))
             st.phase, st.it = st.phase + 1, 0
     if main:
         save_torch({"model": st.net.state_dict(), "net": asdict(cfg.net), "digest": cfg.digest()},

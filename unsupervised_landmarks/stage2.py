@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from .core import (PointTable, load_json, append_jsonl, read_jsonl, save_torch, seed_everything,
     ConfigError, RunConfig, dist_world, is_main, barrier, broadcast_object, gather_objects, shard, check_choices,
-    claim_config, save_train_state, load_train_state, restore_train_state, progress as progress_bar)
+    claim_config, save_train_state, load_train_state, restore_train_state, progress as progress_bar, timed, timing_note)
 from .hourglass import NetConfig, Backbone
 from .stage1 import images_to_tensor, augmenter_for, gaussian_targets   # one Gaussian per landmark channel
 from .stage1 import DivergenceMonitor, nonfinite_stop, rewind_metrics, checkpoint_info
@@ -495,21 +495,24 @@ def run_stage2(images: np.ndarray, labels: PointTable, stage1_net, cfg: Stage2Co
                          monitor=mon.state())
         return {"at": f"after {i} iterations", "diverged": not mon.weights_ok}
     st.net.train()
+    if start > 0: timing_note(resumed=f"at iteration {start}")
     bar = progress_bar(range(start, cfg.iters), total=cfg.iters, initial=start, desc="stage 2", enabled=progress and rank == 0)
     for i in bar:
-        if merge_due(i, cfg, len(st.merge_log), len(images)): merge_step(st, images, cfg, device, i, metrics_path)
-        try: loss = detector_step(st, images, cfg, rng, aug, device, i)
-        except FloatingPointError as e: raise nonfinite_stop(str(e), ckpt_path, last, mon) from None
-        norms = mon.update(st.net, f"iteration {i}")
-        if not all(map(math.isfinite, norms.values())):
-            raise nonfinite_stop(f"stage 2, iteration {i}: the weight norm is {norms['weight_norm']} and the gradient "
-                                 f"norm {norms['grad_norm']} after the step (loss {loss.item()})", ckpt_path, last, mon)
-        if rank == 0 and ((i + 1) % cfg.log_every == 0 or i + 1 == cfg.iters):
-            append_jsonl({"stage": 2, "iter": i + 1, "loss": loss.item(), "channels": st.net.n_channels, **norms}, metrics_path)
-            bar.set_postfix(loss=f"{loss.item():.5f}", K=st.net.n_channels)
-        if (i + 1) % cfg.ckpt_every == 0 and broadcast_object(mon.weights_ok): last = checkpoint(i + 1)
+        if merge_due(i, cfg, len(st.merge_log), len(images)):
+            with timed(f"merge pass {len(st.merge_log) + 1}"): merge_step(st, images, cfg, device, i, metrics_path)
+        with timed("training", accumulate=True, unit="steps"):       # the steps between merge passes, added up
+            try: loss = detector_step(st, images, cfg, rng, aug, device, i)
+            except FloatingPointError as e: raise nonfinite_stop(str(e), ckpt_path, last, mon) from None
+            norms = mon.update(st.net, f"iteration {i}")
+            if not all(map(math.isfinite, norms.values())):
+                raise nonfinite_stop(f"stage 2, iteration {i}: the weight norm is {norms['weight_norm']} and the gradient "
+                                     f"norm {norms['grad_norm']} after the step (loss {loss.item()})", ckpt_path, last, mon)
+            if rank == 0 and ((i + 1) % cfg.log_every == 0 or i + 1 == cfg.iters):
+                append_jsonl({"stage": 2, "iter": i + 1, "loss": loss.item(), "channels": st.net.n_channels, **norms}, metrics_path)
+                bar.set_postfix(loss=f"{loss.item():.5f}", K=st.net.n_channels)
+            if (i + 1) % cfg.ckpt_every == 0 and broadcast_object(mon.weights_ok): last = checkpoint(i + 1)
     checkpoint(cfg.iters)                                 # always: a resume after a kill in `finish_stage2` starts here
-    return finish_stage2(st, images, cfg, run_dir, device)
+    with timed("visibility and shape"): return finish_stage2(st, images, cfg, run_dir, device)
 
 # %% ../nbs/06_stage2.ipynb #b4cc4ee8
 def check_pixels(a: np.ndarray, what: str) -> np.ndarray:
