@@ -5,8 +5,8 @@ from scipy.optimize import linear_sum_assignment
 
 from unsupervised_landmarks.core import PointTable, ConfigError
 from unsupervised_landmarks.clustering import (assign_chunks, assign_labels, background_centroids, cluster_thresholds,
-                                               foreground_mask, hard_mixture, inertia, kmeans, kmeanspp_init, knn_density,
-                                               remove_outliers, round_report, stage0)
+                                               foreground_mask, hard_mixture, inertia, keep_overlap, kmeans, kmeanspp_init,
+                                               knn_density, remove_outliers, round_report, stage0)
 
 
 def random_table(n_img=400, D=16, max_pts=30, seed=0):
@@ -112,6 +112,50 @@ def test_outlier_removal_drops_isolated_points():
     d = knn_density(x, k=20)
     assert d[is_iso].min() > d[~is_iso].max()
 
+
+
+def mixture_with_clutter(seed=0, n=8000, D=32):
+    "Gaussian clusters with 1/rank sizes and spreads 0.1-0.3 plus a quarter of scattered points."
+    x, _, _ = hard_mixture(n=n, M=40, D=D, seed=seed)
+    return np.concatenate([x, np.random.default_rng(seed).normal(0, 1.5, (n // 3, D)).astype(np.float32)])
+
+
+def test_approximate_density_agrees_with_exact():
+    "Approximate k-NN (candidate balls around k-means cells of the references) against the exact search, same refs."
+    x = mixture_with_clutter(seed=2)
+    kw = dict(k=30, max_ref=1500, seed=3)
+    ex = knn_density(x, approx=False, **kw)
+    ap = knn_density(x, approx=True, **kw)
+    assert ap.dtype == np.float32 and ap.shape == ex.shape
+    assert (ap >= ex - 1e-4 * (1 + ex)).all()                         # missing neighbours only raise the median
+    assert np.mean(np.abs(ap - ex) <= 1e-4 * (1 + ex)) > 0.5          # most scores are the exact ones
+    np.testing.assert_allclose(knn_density(x, approx=True, n_cand=1500, **kw), ex, rtol=1e-4, atol=1e-4)  # all refs
+    ov = keep_overlap(remove_outliers(x, approx=True, **kw), remove_outliers(x, approx=False, **kw))
+    assert ov["jaccard"] > 0.98 and ov["ref_kept"] > 0.99, ov
+    other = keep_overlap(remove_outliers(x, approx=False, **{**kw, "seed": 4}), remove_outliers(x, approx=False, **kw))
+    assert ov["jaccard"] > other["jaccard"]                           # closer than another exact reference sample
+
+
+def test_approximate_density_reference_rows_and_switch():
+    x = mixture_with_clutter(seed=5, n=3000)
+    # every row a reference (N <= max_ref): each skips its own zero distance, as in the exact search
+    ex, ap = knn_density(x, k=10, approx=False), knn_density(x, k=10, approx=True, n_cand=len(x))
+    np.testing.assert_allclose(ap, ex, rtol=1e-4, atol=1e-4)
+    # odd k: the median is one rank
+    np.testing.assert_allclose(knn_density(x, k=9, approx=True, n_cand=len(x)), knn_density(x, k=9), rtol=1e-4, atol=1e-4)
+    # approx=None switches on above approx_above rows only; the exact result is bit-for-bit the exact path's
+    np.testing.assert_array_equal(knn_density(x, k=10, approx=None), ex)
+    auto = knn_density(x, k=10, approx=None, approx_above=len(x) - 1)
+    np.testing.assert_array_equal(auto, knn_density(x, k=10, approx=True))
+    assert not np.array_equal(auto, ex)
+    # fewer candidates than k + 1 are raised to k + 1; two rows: each the other's only neighbour
+    assert np.isfinite(knn_density(x, k=10, approx=True, n_cand=3)).all()
+    np.testing.assert_allclose(knn_density(x[:2], k=5, approx=True), np.linalg.norm(x[0] - x[1]), rtol=1e-4)
+
+
+def test_keep_overlap_by_hand():
+    assert keep_overlap([1, 1, 0, 0], [1, 0, 1, 0]) == {"jaccard": 1 / 3, "ref_kept": 0.5}
+    assert keep_overlap([0, 0], [0, 0]) == {"jaccard": 0.0, "ref_kept": 0.0}
 
 def test_float16_memmap_inputs(tmp_path):
     t = random_table(n_img=100, D=8, seed=7)

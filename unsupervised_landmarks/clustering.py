@@ -5,6 +5,7 @@
 # %% ../nbs/03_clustering.ipynb #39821836
 from __future__ import annotations
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import faiss
 import numpy as np
@@ -13,9 +14,9 @@ from scipy.optimize import linear_sum_assignment
 from .core import PointTable, ConfigError, nearest_landmark_id, landmark_nmi
 
 # %% auto #0
-__all__ = ['knn_density', 'remove_outliers', 'kmeanspp_init', 'kmeans', 'assign_chunks', 'inertia', 'hard_mixture',
-           'cluster_thresholds', 'assign_labels', 'background_centroids', 'foreground_mask', 'round_report', 'stage0',
-           'cluster_gallery']
+__all__ = ['knn_density', 'remove_outliers', 'keep_overlap', 'kmeanspp_init', 'kmeans', 'assign_chunks', 'inertia',
+           'hard_mixture', 'cluster_thresholds', 'assign_labels', 'background_centroids', 'foreground_mask',
+           'round_report', 'stage0', 'cluster_gallery']
 
 # %% ../nbs/03_clustering.ipynb #47129ded
 def _f32(x) -> np.ndarray:
@@ -36,22 +37,71 @@ def _chunks(n: int, chunk: int):
     for s in range(0, n, chunk): yield s, min(n, s + chunk)
 
 # %% ../nbs/03_clustering.ipynb #73fb4ecc
-def knn_density(desc, k: int = 100, max_ref: int = 20_000, chunk: int = 16384, seed: int = 0,
-                approx: bool = False, use_gpu=None) -> np.ndarray:
-    "Median Euclidean distance of each row of `desc` to its `k` nearest other rows (float32, (N,))."
-    N = len(desc)
-    if N < 2: return np.zeros(N, np.float32)
+def _reference_rows(N: int, max_ref: int, seed: int):
+    "Sorted row indices of the reference sample (all rows when N <= max_ref) and the (N,) in-sample mask."
     rng = np.random.default_rng(seed)
     ref_idx = np.arange(N) if N <= max_ref else np.sort(rng.choice(N, max_ref, replace=False))
     in_ref = np.zeros(N, bool); in_ref[ref_idx] = True
+    return ref_idx, in_ref
+
+def _ball_cells(ref: np.ndarray, n_cells: int, n_cand: int, seed: int = 0):
+    "k-means centres of the references and, per centre, its `n_cand` nearest references (rows, squared norms)."
+    km = faiss.Kmeans(ref.shape[1], n_cells, niter=10, seed=seed, max_points_per_centroid=10**9, min_points_per_centroid=1)
+    km.train(ref)
+    C = np.asarray(km.centroids, np.float32)
+    c2 = (C.astype(np.float64) ** 2).sum(1).astype(np.float32)
+    r2 = (ref.astype(np.float64) ** 2).sum(1).astype(np.float32)
+    m = min(n_cand, len(ref))
+    near = np.sort(np.argpartition(r2[None] - 2 * (C @ ref.T), m - 1, axis=1)[:, :m], axis=1)
+    return C, c2, [(ref[nn], r2[nn]) for nn in near]
+
+def _cell_medians(x: np.ndarray, is_ref: np.ndarray, cells, lo: int, hi: int) -> np.ndarray:
+    "Per row of `x`: mean distance of ranks `lo`, `hi` among its nearest centre's candidates (a reference skips itself)."
+    C, c2, cands = cells
+    x2 = np.einsum("ij,ij->i", x, x)
+    cell = (c2[None] - 2 * (x @ C.T)).argmin(1)
+    order = np.argsort(cell, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=len(C)))])
+    out = np.empty(len(x), np.float32)
+    for c in np.flatnonzero(np.diff(bounds)):
+        rows = order[bounds[c]:bounds[c + 1]]
+        R, r2 = cands[c]
+        d2 = x[rows] @ R.T; d2 *= -2; d2 += r2                 # squared distance less |x|^2: the same order per row
+        d2.partition(hi + 1, axis=1)                           # the hi + 2 smallest first (a cheap selection) ...
+        top = np.partition(d2[:, :hi + 2], sorted({lo, hi, lo + 1, hi + 1}), axis=1)   # ... then their ranks
+        i, s = np.arange(len(rows)), is_ref[rows].astype(np.int64)                       # a reference's rank 0 is itself
+        med = np.sqrt(np.maximum(top[i, lo + s] + x2[rows], 0)) + np.sqrt(np.maximum(top[i, hi + s] + x2[rows], 0))
+        out[rows] = 0.5 * med
+    return out
+
+def _knn_density_cells(desc, ref, in_ref, k: int, n_cand: int, chunk: int, seed: int) -> np.ndarray:
+    "The approximate path of `knn_density`: candidate balls around k-means cells of the references."
+    from threadpoolctl import threadpool_limits
+    lo, hi = (k - 1) // 2, k // 2
+    out = np.empty(len(desc), np.float32)
+    with threadpool_limits(1, user_api="blas"):
+        cells = _ball_cells(ref, max(1, int(round(math.sqrt(len(ref))))), max(n_cand, k + 1), seed)
+        def work(ab):
+            a, b = ab
+            out[a:b] = _cell_medians(_f32(desc[a:b]), in_ref[a:b], cells, lo, hi)
+        with ThreadPoolExecutor(max(1, faiss.omp_get_max_threads())) as ex: list(ex.map(work, _chunks(len(desc), chunk)))
+    return out
+
+# %% ../nbs/03_clustering.ipynb #78c0fb02
+def knn_density(desc, k: int = 100, max_ref: int = 20_000, chunk: int = 16384, seed: int = 0,
+                approx: bool | None = None, approx_above: int = 200_000, n_cand: int | None = None,
+                use_gpu=None) -> np.ndarray:
+    """Median Euclidean distance of each row of `desc` to its `k` nearest other rows of a reference sample of at most
+    `max_ref` rows (float32, (N,)). `approx`: None = the approximate search above `approx_above` rows (CPU only),
+    True / False forces it; `n_cand`: candidates per cell of the approximate search (default 6 (k+1))."""
+    N = len(desc)
+    if N < 2: return np.zeros(N, np.float32)
+    ref_idx, in_ref = _reference_rows(N, max_ref, seed)
     ref = _f32(desc[ref_idx])
     k = min(k, len(ref) - 1)
-    if not approx:
-        index = _flat_index(ref, use_gpu)
-    else:
-        nlist = max(1, min(int(4 * math.sqrt(len(ref))), len(ref) // 39))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(ref.shape[1]), ref.shape[1], nlist)
-        index.train(ref); index.add(ref); index.nprobe = 16
+    if approx is None: approx = N > approx_above and not _gpu(use_gpu)
+    if approx: return _knn_density_cells(desc, ref, in_ref, k, n_cand or 6 * (k + 1), max(chunk, 65536), seed)
+    index = _flat_index(ref, use_gpu)
     out = np.empty(N, np.float32)
     for a, b in _chunks(N, chunk):
         d2, _ = index.search(_f32(desc[a:b]), k + 1)
@@ -64,7 +114,7 @@ def knn_density(desc, k: int = 100, max_ref: int = 20_000, chunk: int = 16384, s
     return out
 
 def remove_outliers(desc, k: int = 100, drop: float = 0.4, **kw) -> np.ndarray:
-    "Bool keep-mask dropping the `drop` fraction of descriptors with the largest median k-NN distance."
+    "Bool keep-mask dropping the `drop` fraction of descriptors with the largest median k-NN distance (`knn_density` kw)."
     N = len(desc)
     if not 0 <= drop < 1: raise ConfigError(f"drop must be in [0, 1), got {drop}")
     n_drop = int(math.floor(drop * N))
@@ -73,6 +123,12 @@ def remove_outliers(desc, k: int = 100, drop: float = 0.4, **kw) -> np.ndarray:
     score = knn_density(desc, k=k, **kw)
     keep[np.argsort(-score, kind="stable")[:n_drop]] = False
     return keep
+
+def keep_overlap(keep, ref_keep) -> dict:
+    "Agreement of a keep-mask with a reference one: Jaccard index of the kept sets and the share of `ref_keep` kept."
+    keep, ref_keep = np.asarray(keep, bool), np.asarray(ref_keep, bool)
+    both = int((keep & ref_keep).sum())
+    return {"jaccard": both / max(int((keep | ref_keep).sum()), 1), "ref_kept": both / max(int(ref_keep.sum()), 1)}
 
 # %% ../nbs/03_clustering.ipynb #58b3e4a5
 def kmeanspp_init(x, M: int, seed: int = 0, n_local_trials: int | None = None, max_points: int = 100_000) -> np.ndarray:
