@@ -77,3 +77,43 @@ def test_help_and_defaults(psr, capsys):
     assert (a.n_train, a.n_test, a.warmup, a.rounds, a.round_iters, a.stage2_iters) == (1000, 200, 200, 2, 100, 300)
     q = psr.parse_args(["--quick", "--device", "cpu", "--n-train", "20"])
     assert (q.n_train, q.warmup, q.stage2_iters) == (20, 2, 2)
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def test_clustering_scale_small_run(capsys):
+    "benchmarks/clustering_scale.py end to end on 8,000 descriptors, the approximate outlier search switched on."
+    cs = _load("clustering_scale")
+    s = cs.main(["--images", "400", "--per-image", "20", "--M", "10", "--max-sample", "2000", "--approx-above", "1000",
+                 "--ref-iters", "30"])
+    out = capsys.readouterr().out
+    for key in ("outliers_s", "outliers_exact_s", "jaccard", "ref_kept", "kmeans_s", "inertia", "inertia_ref",
+                "sklearn_s", "inertia_sklearn"):
+        assert key in s, key
+    assert s["jaccard"] > 0.95 and s["ref_kept"] > 0.95
+    assert 0.9 < s["inertia"] / s["inertia_ref"] < 1.1 and 0.9 < s["inertia"] / s["inertia_sklearn"] < 1.1
+    for text in ("outlier removal", "kept set vs exact", "Jaccard", "ratio", "target", "ours / sklearn"):
+        assert text in out, text
+
+
+def test_svt_speed_prints_ratio_and_same_answer(capsys):
+    sv = _load("svt_speed")
+    sv.main(["--images", "60", "--K", "4", "--missing", "0.2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "svt_complete" in out and "svt_official" in out
+    if sv.load_svt_solve() is not None:                       # matrix-completion is a dev requirement
+        assert "speed-up over svt_solve" in out and "gives svt_solve's answer: True" in out
+
+
+def test_hourglass_speed_against_matmul_peak(capsys):
+    hs = _load("hourglass_speed")
+    rows = hs.main(["--presets", "test", "--batch", "1", "--steps", "1"])
+    out = capsys.readouterr().out
+    assert "GFLOP/s" in out and "of the matmul peak" in out and "at the matmul peak" in out
+    (r,) = rows
+    assert r["preset"] == "test" and r["s_per_step"] > 0 and r["peak_gflops"] > 0
+    assert 0 < r["fraction_of_peak"] == r["gflops"] / r["peak_gflops"]
