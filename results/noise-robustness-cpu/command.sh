@@ -1,0 +1,2 @@
+# reproduces results/noise-robustness-cpu (run from the repository root)
+mkdir -p runs/ablations/noise-robustness-cpu && papermill nbs/22_noise_robustness.ipynb runs/ablations/noise-robustness-cpu/22_noise_robustness.ipynb --cwd nbs -p out_dir ../runs/ablations/noise-robustness-cpu -y '{"dataset": "synthheads", "data_root": null, "preset": "cpu", "seed": 0, "overrides": {}, "fractions": null, "n_noises": null, "Ms": null, "desc": "sift", "control": true}'
