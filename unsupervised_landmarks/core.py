@@ -19,9 +19,10 @@ __all__ = ['STAMP', 'img_to_grid', 'grid_to_img', 'cell_index', 'to_normalized',
            'save_npz', 'save_npy', 'save_torch', 'file_sha1', 'PointTable', 'RunConfig', 'seed_everything',
            'default_device', 'project_root', 'data_dir', 'DatasetError', 'ConfigError', 'nearest_landmark_id',
            'landmark_nmi', 'detection_prf', 'git_commit', 'record_code_version', 'dist_world', 'is_main', 'barrier',
-           'broadcast_object', 'gather_objects', 'shard', 'config_diff', 'override_flag', 'describe_diff',
-           'claim_config', 'save_train_state', 'load_train_state', 'restore_train_state', 'check_choices', 'progress',
-           'iso_time', 'RunTimer', 'timed', 'timing_note', 'active_timer', 'timing_table', 'check_types']
+           'broadcast_object', 'gather_objects', 'shard', 'config_diff', 'override_flag', 'resume_flags',
+           'describe_diff', 'resume_hint', 'claim_config', 'save_train_state', 'load_train_state',
+           'restore_train_state', 'check_choices', 'progress', 'iso_time', 'RunTimer', 'timed', 'timing_note',
+           'active_timer', 'timing_table', 'check_types']
 
 # %% ../nbs/00_core.ipynb #0e7f9e64
 def img_to_grid(pts, stride: float):
@@ -402,21 +403,47 @@ def config_diff(old, new, prefix: str = "") -> list:
                 for d in config_diff(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")]
     return [] if old == new else [(prefix[:-1], old, new)]
 
+_FLAGS = {"dataset": "--dataset", "data_root": "--data-root", "preset": "--preset", "seed": "--seed",
+          "superpoint_weights": "--superpoint-weights", "initializer": "--initializer"}
+
 def override_flag(field: str, value) -> str:
     "The `ul-train` argument that sets `field` (dotted) to `value`: a named flag, else `--overrides` with the JSON."
-    flags = {"dataset": "--dataset", "data_root": "--data-root", "preset": "--preset", "seed": "--seed",
-             "superpoint_weights": "--superpoint-weights", "initializer": "--initializer"}
-    if field in flags: return f"{flags[field]} {value}"
+    if field in _FLAGS: return f"{_FLAGS[field]} {value}"
     d = value
     for part in reversed(field.split(".")): d = {part: d}
     return f"--overrides '{json.dumps(d, default=str)}'"
 
-def describe_diff(diff: list, old_name: str = "the run", new_name: str = "now", limit: int = 20) -> str:
-    "One line per differing field: both values and the `ul-train` flag that sets it."
-    lines = [f"  {k}: {o!r} in {old_name}, {n!r} {new_name} (CLI: {override_flag(k, n)})" for k, o, n in diff[:limit]]
+def resume_flags(diff: list) -> str:
+    """The `ul-train` arguments that set every field of `diff` (`config_diff` rows) back to the run's value: the named
+    flags, and the other fields merged into ONE `--overrides` JSON (argparse keeps only the last `--overrides`)."""
+    flags, ov = [], {}
+    for k, o, _ in diff:
+        if o == "<absent>": continue                         # a field the run's config did not have
+        if k in _FLAGS:
+            flags.append(f"{_FLAGS[k]} {o}" if o is not None else f"(no {_FLAGS[k]})")
+            continue
+        *parents, leaf = k.split(".")
+        d = ov
+        for part in parents: d = d.setdefault(part, {})
+        d[leaf] = list(o) if isinstance(o, tuple) else o
+    if ov: flags.append(f"--overrides '{json.dumps(ov, default=str)}'")
+    return " ".join(flags)
+
+def describe_diff(diff: list, old_name: str = "the run", new_name: str = "now", limit: int = 20, hint: bool = True) -> str:
+    """One line per differing field with both values; with `hint`, a last line with the `ul-train` arguments that
+    resume the run (`resume_flags`: its values, the `--overrides` fields merged into one JSON)."""
+    lines = [f"  {k}: {o!r} in {old_name}, {n!r} {new_name}" for k, o, n in diff[:limit]]
     if len(diff) > limit: lines.append(f"  ... and {len(diff) - limit} more fields")
+    if hint and diff: lines.append(resume_hint(resume_flags(diff)))
     return "\n".join(lines)
 
+def resume_hint(flags: str) -> str:
+    "The line of a refusal that says how to resume (`flags`: `resume_flags`)."
+    note = (" (these --overrides fields go into your command's one --overrides JSON, next to its other fields)"
+            if "--overrides" in flags else "")
+    return f"to resume this run: {flags}{note}"
+
+# %% ../nbs/00_core.ipynb #18f07299
 def claim_config(cfg: RunConfig, path, resume: bool, what: str) -> None:
     """Write `cfg` to `path` (a stage's `config.json`) for rank 0, after the checks: without `resume` the folder must
     not hold this stage yet; with `resume` the stored config must have the same digest (a refusal lists each differing
