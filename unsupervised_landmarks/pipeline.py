@@ -13,17 +13,19 @@ import torch
 
 from .core import (PointTable, save_json, load_json, save_npy, data_dir, ConfigError, detection_prf,
     is_main, barrier, RunConfig, record_code_version, check_types, config_diff, describe_diff, file_sha1, remove_stale_tmp,
+    resume_flags, resume_hint, read_jsonl,
     RunTimer, timed, timing_note, active_timer, iso_time)
 from .hourglass import NetConfig
 from .stage1 import Stage1Config, stage1_config, run_stage1, Stage1Result
 from .stage2 import Stage2Config, stage2_config, run_stage2, LandmarkDetector
 
 # %% auto #0
-__all__ = ['FACES', 'BODIES', 'SYNTHETIC', 'CPU_SIFT_ARGS', 'PAPER_SUPERPOINT_ARGS', 'ExperimentConfig', 'experiment_config',
-           'check_data_root', 'check_weights', 'weights_identity', 'source_dataset', 'prepare_data', 'make_initializer',
-           'stage0_points', 'run_stage0', 'stage0_label_images', 'start_timing', 'ExperimentResult', 'write_config',
-           'run_experiment', 'preset_summary', 'train_cli', 'evaluate_run', 'save_figure', 'landmark_colors',
-           'plot_landmarks', 'across_yaw', 'plot_rounds']
+__all__ = ['FACES', 'BODIES', 'SYNTHETIC', 'CPU_SIFT_ARGS', 'PAPER_SUPERPOINT_ARGS', 'INITIALIZERS', 'ExperimentConfig',
+           'check_config', 'experiment_config', 'check_data_root', 'run_inputs', 'learned_weights_path',
+           'check_weights', 'weights_identity', 'source_dataset', 'prepare_data', 'make_initializer', 'stage0_points',
+           'run_stage0', 'stage0_label_images', 'start_timing', 'ExperimentResult', 'stage_done', 'reset_stage',
+           'write_config', 'run_experiment', 'preset_summary', 'train_cli', 'evaluate_run', 'save_figure',
+           'landmark_colors', 'plot_landmarks', 'across_yaw', 'plot_rounds']
 
 # %% ../nbs/08_pipeline.ipynb #12b184b7
 FACES = ("synthheads", "celeba", "mafl", "aflw", "ls3d", "cats")
@@ -45,7 +47,7 @@ class ExperimentConfig(RunConfig):
     enlarge: float | None = None      # crop enlargement around the box (None: the dataset's default)
     data_args: dict = field(default_factory=dict)   # keyword arguments of the dataset loader, e.g. h36m {"lr_reorder": True}
     synth: dict = field(default_factory=dict)   # extra SynthHeads / SynthBodies parameters
-    initializer: str = "sift"         # sift | orb | superpoint | gt_noise
+    initializer: str = "sift"         # sift | orb | superpoint | xfeat | aliked | disk | gt_noise (INITIALIZERS)
     initializer_args: dict = field(default_factory=dict)
     superpoint_weights: str | None = None
     stage0_M: int = 100               # clusters of the stage-0 k-means (the same M as stage 1)
@@ -74,6 +76,64 @@ class ExperimentConfig(RunConfig):
         for k in ("device", "data_root"): d.pop(k)
         d["stage1"] = self.stage1.digest(); d["stage2"] = self.stage2.digest()
         return d
+
+# %% ../nbs/08_pipeline.ipynb #722e58a7
+INITIALIZERS = ("sift", "orb", "superpoint", "xfeat", "aliked", "disk", "gt_noise")   # make_initializer's names
+
+def _ge(lo): return (lambda v: v >= lo), f">= {lo}"
+_GT0, _GE0, _GE1 = ((lambda v: v > 0), "> 0"), _ge(0), _ge(1)
+_SHARE = (lambda v: 0 <= v <= 1), "in [0, 1]"
+_SCALE = (lambda v: len(v) in (2, 4) and all(x > 0 for x in v) and all(v[i] <= v[i + 1] for i in range(0, len(v), 2)),
+          "(lo, hi) or (x lo, x hi, y lo, y hi), positive, lo <= hi")
+_RANGES = {   # field -> (test, what is allowed); a None the field's type allows is not tested
+    "": {"n_train": _GE1, "n_test": _GE1, "n_eval_train": _GE1, "in_size": _ge(8), "enlarge": _GT0,
+         "stage0_M": ((lambda v: v >= 1), ">= 1 (one M for stage 0 and stage 1: stage0_M or stage1.M sets both)"),
+         "outlier_drop": ((lambda v: 0 <= v < 1), "in [0, 1)"), "gt_radius": _GT0,
+         "background_clusters": ((lambda v: len(v) == 2 and all(isinstance(x, int) and x >= 1 for x in v)),
+                                 "(outside, inside) cluster counts >= 1, or None")},
+    "stage1.": {"batch": _GE1, "lr": _GT0, "weight_decay": _GE0, "warmup_iters": _GE0, "round_iters": _GE0, "rounds": _GE1,
+                "M": _GE1, "margin": _GE0, "desc_weight": _GE0, "det_weight": _GE0, "max_pairs": _GE1, "p_other": _SHARE,
+                "det_threshold": _GE0, "target_sigma": _GE0, "max_points": _GE1, "min_labels": _GE0, "lr_min": _GE0,
+                "lr_step": _GE1, "merge_radius": _GE0, "kmeans_iters": _GE1, "kmeans_sample": _GE1, "infer_batch": _GE1,
+                "ckpt_every": _GE1, "log_every": _GE1, "gt_radius": _GT0, "rotation": _GE0, "scale": _SCALE, "shift": _GE0},
+    "stage1.net.": {"in_size": _ge(8), "channels": _GE1, "depth": _GE1, "stacks": _GE1, "stride": _GE1, "desc_dim": _GE1,
+                    "groups": _GE1, "det_stride": _GE1},
+    "stage2.": {"iters": _GE0, "batch": _GE1, "lr": _GT0, "weight_decay": _GE0, "sigma": _GT0, "min_images": _GE0,
+                "merge_warmup": _GE0, "merge_every": _GE1, "merge_ratio": ((lambda v: 0 < v <= 1), "in (0, 1]"),
+                "merge_grid": _GE1, "conf_threshold": _GE0, "absent_weight": _GE0, "visibility_threshold": _GE0,
+                "infer_batch": _GE1, "ckpt_every": _GE1, "log_every": _GE1, "rotation": _GE0, "scale": _SCALE, "shift": _GE0},
+}
+
+def _section(cfg, prefix: str):
+    for part in prefix.strip(".").split(".") if prefix else []: cfg = getattr(cfg, part)
+    return cfg
+
+def _choose(name: str, v, ok) -> None:
+    if v not in ok: raise ConfigError(f"{name}={v!r} is unknown; choose from {', '.join(map(repr, ok))}")
+
+def check_config(cfg: ExperimentConfig) -> None:
+    """Raise a ConfigError naming the field, its value and what is allowed when an option of any section of `cfg` is
+    not one its code knows or is out of range (see above); `experiment_config` and the pre-flight call it."""
+    import math
+    from unsupervised_landmarks.stage1 import STAGE1_CHOICES
+    from unsupervised_landmarks.stage2 import STAGE2_CHOICES, check_stage2_config
+    from unsupervised_landmarks.evaluation import PROTOCOLS
+    _choose("initializer", cfg.initializer.lower(), INITIALIZERS + ("groundtruthnoise",))
+    desc = cfg.initializer_args.get("desc") if cfg.initializer.lower() in ("gt_noise", "groundtruthnoise") else None
+    if isinstance(desc, str) and desc != "random":
+        _choose("initializer_args.desc", desc.lower(), ("random",) + tuple(n for n in INITIALIZERS if n != "gt_noise"))
+    _choose("stage0_image", cfg.stage0_image, ("crop", "full"))
+    _choose("protocol", cfg.protocol, tuple(PROTOCOLS))
+    for k, ok in STAGE1_CHOICES.items(): _choose(f"stage1.{k}", getattr(cfg.stage1, k), ok)
+    for k, ok in STAGE2_CHOICES.items(): _choose(f"stage2.{k}", getattr(cfg.stage2, k), ok)
+    for prefix, table in _RANGES.items():
+        sec = _section(cfg, prefix)
+        for k, (ok, allowed) in table.items():
+            v = getattr(sec, k)
+            if v is None: continue
+            finite = all(math.isfinite(x) for x in (v if isinstance(v, (tuple, list)) else [v]) if isinstance(x, (int, float)))
+            if not (finite and ok(v)): raise ConfigError(f"{prefix}{k}={v!r} is out of range: expected {allowed}")
+    check_stage2_config(cfg.stage2)               # the rest of stage 2's own checks (accumulation, shape check, milestones)
 
 # %% ../nbs/08_pipeline.ipynb #9d18e1d8
 def _family(dataset: str) -> str:
@@ -134,6 +194,7 @@ def experiment_config(dataset: str = "synthheads", preset: str = "cpu", override
     cfg.stage1.seed = cfg.stage2.seed = cfg.seed
     cfg.stage1.gt_radius = cfg.gt_radius
     check_types(ExperimentConfig, {f: getattr(cfg, f) for f in cfg.__dataclass_fields__})
+    check_config(cfg)                             # choices and ranges of every section, before anything runs
     return cfg
 
 def _apply(base, changes: dict, what: str):
@@ -147,35 +208,73 @@ def _apply(base, changes: dict, what: str):
 
 # %% ../nbs/08_pipeline.ipynb #1ac8f99b
 def check_data_root(cfg: ExperimentConfig) -> dict | None:
-    """Pre-flight, before anything slow runs: build both splits' loaders (they validate the layout), check that every
-    image file they list exists (`data.data_fingerprint`, which names a missing file) and that the weights the
-    initializer needs load. Returns the splits' fingerprints (None for the synthetic datasets)."""
+    """Pre-flight, before anything slow runs: the config's choices and ranges (`check_config`), both splits' loaders
+    (they validate the layout), every image file they list (`data.data_fingerprint`, which names a missing file) and
+    the weights the initializer needs (they must load). Returns the splits' fingerprints (None for the synthetic datasets)."""
+    check_config(cfg)
     check_weights(cfg)
     if cfg.dataset in SYNTHETIC: return None
     from unsupervised_landmarks.data import data_fingerprint
     return {split: data_fingerprint(source_dataset(cfg, split)) for split in ("train", "test")}
 
-def _needs_superpoint(cfg: ExperimentConfig) -> bool:
+def run_inputs(cfg: ExperimentConfig, fingerprints=False) -> dict:
+    """What a run records in `inputs.json`: the data's fingerprints (`fingerprints`, as `check_data_root` returned them;
+    computed when not given) and the weights by content (`weights_identity`)."""
+    if fingerprints is False: fingerprints = check_data_root(cfg) if cfg.dataset not in SYNTHETIC else None
+    return {"data": fingerprints, "weights": weights_identity(cfg)}
+
+def _initializers(cfg: ExperimentConfig) -> list:
+    "(name, arguments) of the initializer and, for gt_noise with named descriptors, of the one that describes."
     name, args = cfg.initializer.lower(), cfg.initializer_args
-    return name == "superpoint" or (name in ("gt_noise", "groundtruthnoise") and args.get("desc") == "superpoint")
+    out = [(name, args)]
+    if name in ("gt_noise", "groundtruthnoise") and isinstance(args.get("desc"), str) and args["desc"] != "random":
+        out.append((args["desc"].lower(), args.get("desc_args") or {}))
+    return out
+
+def _needs_superpoint(cfg: ExperimentConfig) -> bool:
+    return any(n == "superpoint" for n, _ in _initializers(cfg))
+
+def learned_weights_path(name: str, args: dict) -> Path:
+    "The weights file a learned initializer (`keypoints.LEARNED_INITIALIZERS`) reads: `args['weights']`, else the default."
+    from unsupervised_landmarks.keypoints import LEARNED_INITIALIZERS, weights_dir
+    if args.get("weights"): return Path(args["weights"])
+    model = args.get("model_name")
+    return weights_dir() / (f"{model}.pth" if name == "aliked" and model else LEARNED_INITIALIZERS[name].file)
 
 def check_weights(cfg: ExperimentConfig) -> None:
-    "Load the SuperPoint weights when the initializer needs them; the error names the file and the flag that sets it."
+    """Load the weights the initializer needs (SuperPoint's, or a learned initializer's); the error names the file and
+    how to get it (`--superpoint-weights`; `make weights`)."""
+    from unsupervised_landmarks import keypoints as kp
+    for name, args in _initializers(cfg):
+        if name not in kp.LEARNED_INITIALIZERS: continue
+        p = learned_weights_path(name, args)
+        if not p.is_file():
+            raise ConfigError(f"initializer {name!r} needs its weights file {p}, which does not exist: run `make weights` "
+                              "(it extracts the released weights into weights/), set $UL_WEIGHTS_DIR to a folder holding "
+                              "the file, or pass its path as initializer_args={'weights': PATH}")
+        try: kp.LEARNED_INITIALIZERS[name](**{**args, "weights": p, "device": "cpu"})
+        except (OSError, ConfigError, RuntimeError, TypeError) as e:
+            raise ConfigError(f"initializer {name!r} (weights {p}, arguments {dict(args)}) cannot be made: {e}") from e
     if not _needs_superpoint(cfg): return
     if not cfg.superpoint_weights:
         raise ConfigError(f"initializer {cfg.initializer!r} needs SuperPoint weights: pass `--superpoint-weights "
                           "PATH` (superpoint_weights= in Python) with the path of superpoint_v1.pth (the public SuperPoint "
                           "release by Magic Leap, non-commercial licence; not shipped here), or choose initializer='sift'")
-    from unsupervised_landmarks.keypoints import SuperPoint
-    try: SuperPoint(weights=cfg.superpoint_weights)           # reads the file and loads it into the network
+    try: kp.SuperPoint(weights=cfg.superpoint_weights)        # reads the file and loads it into the network
     except (OSError, ConfigError, RuntimeError) as e:
         raise ConfigError(f"SuperPoint weights {cfg.superpoint_weights} (`--superpoint-weights`) do not load: {e}") from e
 
 def weights_identity(cfg: ExperimentConfig) -> dict:
-    "The weights files of `cfg` by content (`sha1:<hex>`), so that a run does not depend on where the file lies."
-    p = cfg.superpoint_weights
-    return {"superpoint_weights": None if not p else (f"sha1:{file_sha1(p)}" if Path(p).is_file() else p)}
+    """The weights files of `cfg` by content (`sha1:<hex>`), so that a run does not depend on where the file lies:
+    SuperPoint's, and a learned initializer's (key `<name>_weights`, only when one is used)."""
+    from unsupervised_landmarks.keypoints import LEARNED_INITIALIZERS
+    ident = lambda p: None if not p else (f"sha1:{file_sha1(p)}" if Path(p).is_file() else str(p))
+    out = {"superpoint_weights": ident(cfg.superpoint_weights)}
+    for name, args in _initializers(cfg):
+        if name in LEARNED_INITIALIZERS: out[f"{name}_weights"] = ident(learned_weights_path(name, args))
+    return out
 
+# %% ../nbs/08_pipeline.ipynb #740e5141
 def _synthetic(cfg: ExperimentConfig, split: str, n: int):
     from unsupervised_landmarks import synthetic
     cls = synthetic.SynthHeads if cfg.dataset == "synthheads" else synthetic.SynthBodies
@@ -189,8 +288,9 @@ def source_dataset(cfg: ExperimentConfig, split: str):
     ds = load_dataset(cfg.dataset, cfg.data_root, split=split, **cfg.data_args)
     return _limit(ds, n, cfg.seed) if n is not None and n < len(ds) else ds
 
-def prepare_data(cfg: ExperimentConfig, progress: bool = True):
-    "(train, test) ArrayDatasets of `cfg.in_size` crops, cached per split under a key that includes the data's fingerprint."
+def prepare_data(cfg: ExperimentConfig, progress: bool = True, fingerprints: dict | None = None):
+    """(train, test) ArrayDatasets of `cfg.in_size` crops, cached per split under a key that includes the data's
+    fingerprint (`fingerprints`: as `check_data_root` returned them, else computed here)."""
     from unsupervised_landmarks.data import materialize, data_fingerprint
     from unsupervised_landmarks.diagnostics import attach_surface
     out = []
@@ -199,7 +299,7 @@ def prepare_data(cfg: ExperimentConfig, progress: bool = True):
         enlarge = cfg.enlarge if cfg.enlarge is not None else getattr(ds, "enlarge", 1.3)
         tag = f"{cfg.dataset}-{split}-{len(ds)}-{cfg.in_size}-{enlarge}-s{cfg.seed}"
         if cfg.data_args: tag += "-" + hashlib.sha1(json.dumps(cfg.data_args, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        fp = None if cfg.dataset in SYNTHETIC else data_fingerprint(ds)
+        fp = None if cfg.dataset in SYNTHETIC else (fingerprints or {}).get(split) or data_fingerprint(ds)
         if fp is not None: tag += "-d" + fp["digest"][:8]          # another copy of the data gets its own cache file
         cache = None if cfg.dataset in SYNTHETIC else data_dir() / "cache" / f"{tag}.npz"
         with timed(f"{split} split"):
@@ -225,12 +325,13 @@ def make_initializer(cfg: ExperimentConfig):
                               "weights of the public SuperPoint release by Magic Leap, non-commercial licence; not shipped "
                               "here), or choose initializer='sift'")
         return kp.SuperPoint(weights=cfg.superpoint_weights, **args)
+    if name in kp.LEARNED_INITIALIZERS: return kp.LEARNED_INITIALIZERS[name](**args)    # weights: args or weights_dir()
     if name in ("gt_noise", "groundtruthnoise"):
         if isinstance(args.get("desc"), str) and args["desc"] != "random":    # descriptors from a named initializer
             inner = copy.deepcopy(cfg); inner.initializer = args.pop("desc"); inner.initializer_args = args.pop("desc_args", {})
             args["desc"] = make_initializer(inner)
         return kp.GroundTruthNoise(**args)
-    raise ConfigError(f"unknown initializer {cfg.initializer!r}; choose sift, orb, superpoint or gt_noise")
+    raise ConfigError(f"unknown initializer {cfg.initializer!r}; choose from {', '.join(INITIALIZERS)}")
 
 def _detect(init, ds, progress):
     from unsupervised_landmarks.keypoints import detect_dataset
@@ -356,64 +457,94 @@ class ExperimentResult:
 
 def _comparable(cfg: ExperimentConfig, weights: dict) -> dict:
     """The fields that change results, as a nested dict: no device / data_root (the data fingerprint stands for the data),
-    no logging or checkpoint intervals, the weights by content."""
+    no logging or checkpoint intervals, the weights by content (a learned initializer's path argument too)."""
     d = cfg.to_dict()
     for k in ("device", "data_root"): d.pop(k)
     for st in ("stage1", "stage2"):
         d[st] = {k: v for k, v in d[st].items() if k not in type(getattr(cfg, st))._digest_ignore}
+    ia = d["initializer_args"] = copy.deepcopy(d["initializer_args"])
+    for a in (ia, ia.get("desc_args") if isinstance(ia.get("desc_args"), dict) else {}): a.pop("weights", None)
     d.update(weights)
     return d
 
-def _started(run_dir: Path) -> bool:
-    "Whether a stage of the run has completed (stage 0 is the first): then its config and data are fixed."
-    return (run_dir / "stage0" / "done.json").exists()
+def stage_done(run_dir, k: int) -> bool:
+    """Whether stage `k` (0, 1, 2) of the run in `run_dir` has completed: stage 0's done.json, stage 1's or 2's final
+    checkpoint (stage 1 also when every round is done and only the final checkpoint is missing)."""
+    run_dir = Path(run_dir)
+    if k == 0: return (run_dir / "stage0" / "done.json").exists()
+    if (run_dir / "checkpoints" / f"stage{k}_final.pt").exists(): return True
+    if k == 1 and (run_dir / "stage1" / "config.json").exists():
+        from unsupervised_landmarks.stage1 import last_complete_round
+        rounds = load_json(run_dir / "stage1" / "config.json").get("rounds")
+        return isinstance(rounds, int) and rounds >= 1 and last_complete_round(run_dir) >= rounds
+    return False
 
+def reset_stage(run_dir, k: int) -> list:
+    """Remove what an unfinished stage `k` (1 or 2) left in `run_dir`, so that it starts again under a new config: its
+    config.json, its checkpoints (`stage{k}_last*.pt`), stage 1's rounds, and its lines in metrics.jsonl. Returns the
+    removed files and folders (relative to `run_dir`)."""
+    import shutil
+    from unsupervised_landmarks.stage1 import rewind_metrics
+    run_dir = Path(run_dir)
+    gone = [run_dir / f"stage{k}" / "config.json", *sorted((run_dir / "checkpoints").glob(f"stage{k}_last*.pt"))]
+    if k == 1: gone += sorted((run_dir / "stage1").glob("round_*"))
+    gone = [p for p in gone if p.exists()]
+    for p in gone: shutil.rmtree(p) if p.is_dir() else p.unlink()
+    m = run_dir / "metrics.jsonl"
+    if any(r.get("stage") == k for r in read_jsonl(m)):
+        rewind_metrics(m, k, lambda r: False); gone.append(m)
+    return [str(p.relative_to(run_dir)) + (f" (stage-{k} lines)" if p == m else "") for p in gone]
+
+# %% ../nbs/08_pipeline.ipynb #14f8a929
 _DERIVED = {"stage1.seed": "seed", "stage2.seed": "seed", "stage1.gt_radius": "gt_radius", "stage1.net.in_size": "in_size"}
 
-def _refusal(run_dir: Path, what: str, lines: list) -> ConfigError:
+def _refusal(run_dir: Path, what: str, lines: list, hint: str | None = None) -> ConfigError:
     return ConfigError(f"{run_dir}: the run was made with {what}; it differs in\n" + "\n".join(lines) +
+                       (f"\n{resume_hint(hint)}" if hint else "") +
                        "\nresume with the run's values, or start a new run folder (`--run-dir`)")
 
-def write_config(cfg: ExperimentConfig, run_dir, resume: bool, ignore=(), inputs: dict | None = None) -> None:
-    """Write run_dir/config.json and run_dir/inputs.json (the data's fingerprints and the weights' content hashes) and
-    record the code's commit in run_dir/code.json. A folder that holds a run is refused without `resume`; with it, a
-    config or data that differ from the run's are refused, each differing field named with both values and its
-    `ul-train` flag, unless no stage has completed yet (a corrected config then replaces the failed attempt's). `ignore`:
-    top-level fields this folder does not depend on (e.g. 'stage2' for a stage-1-only run); their recorded values are
-    kept. `inputs`: `{'data': check_data_root(cfg), 'weights': weights_identity(cfg)}` if already computed."""
-    run_dir = Path(run_dir); p, ip = run_dir / "config.json", run_dir / "inputs.json"
-    if inputs is None: inputs = {"data": check_data_root(cfg) if cfg.dataset not in SYNTHETIC else None,
-                                 "weights": weights_identity(cfg)}
-    new = cfg.to_dict()
-    if p.exists():
-        if not resume:
-            raise ConfigError(f"{run_dir} already holds a run; continue it with `ul-train --resume` (resume=True in "
-                              f"Python), or start a new run folder (`--run-dir`)")
-        saved = load_json(p)
-        old = ExperimentConfig.from_dict(saved)
-        old_in = load_json(ip) if ip.exists() else {"data": inputs["data"], "weights": weights_identity(old)}
-        keep = lambda d: {k: v for k, v in d.items() if k not in ignore}
-        diff = config_diff(keep(_comparable(old, old_in["weights"])), keep(_comparable(cfg, inputs["weights"])))
-        changed = {d[0] for d in diff}                   # a field set from another one is listed under that one
-        plain = [d for d in diff if d[0] != "superpoint_weights" and _DERIVED.get(d[0]) not in changed]
-        lines = describe_diff(plain).split("\n") if plain else []
-        if any(d[0] == "superpoint_weights" for d in diff):
-            lines.append(f"  superpoint_weights: content {old_in['weights']['superpoint_weights']} in the run, "
-                         f"{inputs['weights']['superpoint_weights']} now, file {cfg.superpoint_weights} "
-                         f"(CLI: --superpoint-weights PATH)")
-        data = [f"  {split}: {line}" for split in ("train", "test")
-                for line in _data_diff(old_in["data"], inputs["data"], split)]
-        if data: data += [f"  {split} in the run: {_data_summary(old_in['data'], split)}; now: "
-                          f"{_data_summary(inputs['data'], split)}" for split in ("train", "test")]
-        started = _started(run_dir)
-        if started and lines: raise _refusal(run_dir, "another config", lines)
-        if started and data: raise _refusal(run_dir, "other data", data)
-        if not started:                                   # a failed first attempt: the corrected config replaces it
-            for st in ("stage1", "stage2"): (run_dir / st / "config.json").unlink(missing_ok=True)
-        new.update({k: saved[k] for k in ignore if k in saved})
-        remove_stale_tmp(run_dir)                         # temporary files of a write the kill interrupted
-    save_json(new, p); save_json(inputs, ip)
-    record_code_version(run_dir)
+def _section_of(field: str) -> int:
+    """The stage a config field belongs to: 1 (stage1.*), 2 (stage2.*), else 0 (stage 0 and everything after it); a
+    stage field that copies a top-level one (stage1.M is stage0_M, stage1.seed is seed, ...) belongs to stage 0."""
+    if field in _DERIVED or field == "stage1.M": return 0
+    return 1 if field.startswith("stage1.") else 2 if field.startswith("stage2.") else 0
+
+def _config_refusal(run_dir: Path, diff: list, cfg: ExperimentConfig, weights: set, open_: list) -> ConfigError:
+    """The refusal of the differing fields `diff`: both values of each, and the arguments that resume the run; `open_`:
+    the fields that differ too but belong to stages that have not completed (their new values would be taken)."""
+    plain = [d for d in diff if d[0] not in weights]
+    lines = describe_diff(plain, hint=False).split("\n") if plain else []
+    flags = [resume_flags(plain)] if plain else []
+    for k, o, n in diff:
+        if k not in weights: continue
+        lines.append(f"  {k}: content {o} in the run, {n} now" +
+                     (f", file {cfg.superpoint_weights}" if k == "superpoint_weights" else ""))
+        flags.append(f"--superpoint-weights PATH (a file with content {o})" if k == "superpoint_weights" else
+                     f"the {k[:-8]} weights file with content {o} (initializer_args weights, or in $UL_WEIGHTS_DIR)")
+    if open_: lines.append(f"  (also changed, and accepted since their stage has not completed: {', '.join(open_)})")
+    return _refusal(run_dir, "another config", lines, " ".join(f for f in flags if f))
+
+def _check_same_data(run_dir: Path, old: ExperimentConfig, cfg: ExperimentConfig, old_in: dict, inputs: dict, legacy: bool) -> None:
+    """Refuse other data than the run's: by fingerprint, or, for a run without inputs.json, by the resolved data root
+    and the number of training images stage 0 labelled. The refusal names `--data-root` with the run's folder."""
+    from unsupervised_landmarks.data import _root
+    if legacy:
+        if old.dataset in SYNTHETIC: return
+        r_old, r_new = (str(Path(_root(c.data_root, c.dataset)).resolve()) for c in (old, cfg))
+        lines = [f"  data_root: {r_old} in the run, {r_new} now"] if r_old != r_new else []
+        lab, n_new = run_dir / "stage0" / "labels.npz", ((inputs["data"] or {}).get("train") or {}).get("n_images")
+        if lab.exists() and n_new is not None:
+            with np.load(lab) as z: n_old = len(z["offsets"]) - 1
+            if n_old != n_new: lines.append(f"  training images: {n_old} in the run's stage 0, {n_new} now")
+        if lines: raise _refusal(run_dir, "other data (a run from before inputs.json: compared by folder and "
+                                 "image count)", lines, f"--data-root {r_old}")
+        return
+    data = [f"  {split}: {line}" for split in ("train", "test") for line in _data_diff(old_in["data"], inputs["data"], split)]
+    if not data: return
+    data += [f"  {split} in the run: {_data_summary(old_in['data'], split)}; now: {_data_summary(inputs['data'], split)}"
+             for split in ("train", "test")]
+    root = ((old_in["data"] or {}).get("train") or {}).get("root") or old.data_root
+    raise _refusal(run_dir, "other data", data, f"--data-root {root}" if root else "(no --data-root)")
 
 def _data_summary(fps: dict | None, split: str) -> str:
     fp = (fps or {}).get(split)
@@ -423,7 +554,52 @@ def _data_diff(old: dict | None, new: dict | None, split: str) -> list:
     from unsupervised_landmarks.data import fingerprint_diff
     return fingerprint_diff((old or {}).get(split), (new or {}).get(split))
 
-# %% ../nbs/08_pipeline.ipynb #60b45c90
+# %% ../nbs/08_pipeline.ipynb #98c81b35
+def write_config(cfg: ExperimentConfig, run_dir, resume: bool, ignore=(), inputs: dict | None = None) -> None:
+    """Write run_dir/config.json and run_dir/inputs.json (`run_inputs`: the data's fingerprints and the weights' content
+    hashes) and record the code's commit in run_dir/code.json. A folder that holds a run is refused without `resume`.
+    With it, only what a completed stage depends on is fixed: after stage 0 the top-level fields, the weights and the
+    data, after stage 1 its section, after stage 2 its section; a difference there is refused, each differing field
+    named with both values, with the `ul-train` arguments that resume the run. A changed section of a stage that has
+    not completed is accepted: that stage's partial state (and any later stage's) is removed (`reset_stage`), with a
+    printed note. `ignore`: top-level fields this folder does not depend on (e.g. 'stage2' for a stage-1-only run);
+    their recorded values are kept. `inputs`: `run_inputs(cfg, fingerprints)` if already computed."""
+    run_dir = Path(run_dir); p, ip = run_dir / "config.json", run_dir / "inputs.json"
+    if inputs is None: inputs = run_inputs(cfg)
+    new, record = cfg.to_dict(), True
+    if p.exists():
+        if not resume:
+            raise ConfigError(f"{run_dir} already holds a run; continue it with `ul-train --resume` (resume=True in "
+                              f"Python), or start a new run folder (`--run-dir`)")
+        saved = load_json(p)
+        old = ExperimentConfig.from_dict(saved)
+        legacy = not ip.exists()                          # a run made before inputs.json was recorded
+        old_in = load_json(ip) if not legacy else {"data": inputs["data"], "weights": weights_identity(old)}
+        keep = lambda d: {k: v for k, v in d.items() if k not in ignore}
+        diff = config_diff(keep(_comparable(old, old_in["weights"])), keep(_comparable(cfg, inputs["weights"])))
+        changed = {d[0] for d in diff}                   # a field set from another one is listed under that one
+        diff = [d for d in diff if _DERIVED.get(d[0]) not in changed]
+        done = [stage_done(run_dir, k) for k in range(3)]
+        locked = [d for d in diff if done[_section_of(d[0])]]
+        if locked: raise _config_refusal(run_dir, locked, cfg, set(old_in["weights"]) | set(inputs["weights"]),
+                                         [d[0] for d in diff if d not in locked])
+        if done[0]: _check_same_data(run_dir, old, cfg, old_in, inputs, legacy)
+        record = not (legacy and done[0])                 # the run's own data were never recorded: don't pretend
+        for k in (1, 2):                                  # an unfinished stage whose config changed starts again
+            why = [d[0] for d in diff if _section_of(d[0]) <= k]
+            if not (why or not done[0]): continue
+            gone = reset_stage(run_dir, k)
+            if gone and is_main():
+                print(f"note: {run_dir}: stage {k} had not completed and the config changed"
+                      f"{' in ' + ', '.join(why) if why else ' before stage 0 completed'}; its partial state was "
+                      f"removed ({', '.join(gone)}): it starts again")
+        new.update({k: saved[k] for k in ignore if k in saved})
+        remove_stale_tmp(run_dir)                         # temporary files of a write the kill interrupted
+    save_json(new, p)
+    if record: save_json(inputs, ip)
+    record_code_version(run_dir)
+
+# %% ../nbs/08_pipeline.ipynb #1208c362
 def run_experiment(cfg: ExperimentConfig, run_dir, resume: bool = False, progress: bool = True, data=None) -> ExperimentResult:
     """Data -> stage 0 -> stage 1 -> stage 2 -> evaluation, in `run_dir`. Under `torchrun` rank 0 prepares data, stage 0
     and the evaluation, the other ranks reuse its files, and stages 1-2 train with DistributedDataParallel. Rank 0 times
@@ -432,12 +608,12 @@ def run_experiment(cfg: ExperimentConfig, run_dir, resume: bool = False, progres
     main = is_main()
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fingerprints = check_data_root(cfg)                # pre-flight: every image exists, the weights load
-    if main: write_config(cfg, run_dir, resume, inputs={"data": fingerprints, "weights": weights_identity(cfg)})
+    if main: write_config(cfg, run_dir, resume, inputs=run_inputs(cfg, fingerprints))      # computed once
     timer = start_timing(run_dir, preset=cfg.preset, device=str(device)) if main and active_timer() is None else None
     try:
         for turn in ("main", "others"):                 # rank 0 first (it generates / caches), then the rest reuse
             if (turn == "main") == main:
-                with timed("data"): train, test = data or prepare_data(cfg, progress and main)
+                with timed("data"): train, test = data or prepare_data(cfg, progress and main, fingerprints)
                 if main and cfg.enlarge is None:
                     save_json({**cfg.to_dict(), "crop_enlarge": train.enlarge}, run_dir / "config.json")
                 with timed("stage 0"): s0 = run_stage0(cfg, train, run_dir, resume or not main, progress and main)
@@ -456,7 +632,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir, resume: bool = False, progres
     if timer is not None: timer.finish()
     return ExperimentResult(cfg, run_dir, train, test, s0, s1, s2, results, timer.attempts if timer is not None else None)
 
-# %% ../nbs/08_pipeline.ipynb #1208c362
+# %% ../nbs/08_pipeline.ipynb #43a92387
 def preset_summary() -> str:
     "The main settings of each preset (faces / bodies), read from `experiment_config`: the epilog of `ul-train --help`."
     import textwrap
@@ -477,8 +653,8 @@ def _parser():
     import argparse
     ap = argparse.ArgumentParser(prog="ul-train", formatter_class=argparse.RawDescriptionHelpFormatter,
                                  description=train_cli.__doc__, epilog=preset_summary() + (
-        "\n\nA refused resume lists each differing field with both values and the flag to set; a run folder in "
-        "which no stage has completed accepts a corrected command with --resume."))
+        "\n\nA refused resume lists each differing field with both values and the arguments that resume the run; "
+        "with --resume, a stage that has not completed takes a corrected section (its partial state is removed)."))
     ap.add_argument("--dataset", default="synthheads", choices=FACES + BODIES, metavar="{" + ",".join(FACES + BODIES) + "}",
                     help="dataset (default: synthheads)")
     ap.add_argument("--data-root", default=None, metavar="DIR", help="folder of a real dataset (default: data/<dataset>)")
@@ -487,8 +663,9 @@ def _parser():
     ap.add_argument("--run-dir", required=True, metavar="DIR", help="run folder (config, checkpoints, results)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --run-dir (same config and data)")
-    ap.add_argument("--initializer", default=None, choices=("sift", "orb", "superpoint", "gt_noise"),
-                    help="stage-0 keypoints (default: the preset's: superpoint for paper, sift otherwise)")
+    ap.add_argument("--initializer", default=None, choices=INITIALIZERS,
+                    help="stage-0 keypoints (default: the preset's: superpoint for paper, sift otherwise); xfeat, aliked "
+                         "and disk read their weights from weights/ (`make weights`) or $UL_WEIGHTS_DIR")
     ap.add_argument("--superpoint-weights", default=None, metavar="PATH",
                     help="superpoint_v1.pth (Magic Leap's public release); needed by the paper preset")
     ap.add_argument("--overrides", default="{}", metavar="JSON",
@@ -496,9 +673,20 @@ def _parser():
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap
 
+# %% ../nbs/08_pipeline.ipynb #a1d3bfb0
 def train_cli(argv=None):
     """Command line: `ul-train --dataset synthheads --preset cpu --run-dir runs/x [--resume] [--overrides JSON]`.
-    Launch with `torchrun --nproc_per_node N $(which ul-train) ...` for multi-GPU (NCCL) or multi-process CPU (gloo)."""
+    Launch with `torchrun --nproc_per_node N $(which ul-train) ...` for multi-GPU (NCCL) or multi-process CPU (gloo).
+    A mistake the library reports (a ConfigError, DatasetError or DiskFullError) is printed without a traceback, and
+    the command exits with status 2."""
+    import sys
+    from unsupervised_landmarks.core import DatasetError, DiskFullError
+    try: _train_cli(argv)
+    except (ConfigError, DatasetError, DiskFullError) as e:
+        print(f"ul-train: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+def _train_cli(argv=None):
     import os
     ap = _parser()
     a = ap.parse_args(argv)
