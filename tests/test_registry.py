@@ -58,3 +58,20 @@ def test_registry_on_test_run(tmp_path, monkeypatch):
         register_run(run, "aflw-test-s3", registry=reg)
     register_run(run, "aflw-test-s3", registry=reg, overwrite=True)
     assert [x["name"] for x in registry_entries(reg)] == ["aflw-test-s3"]
+
+
+def test_registry_copies_timing(tmp_path):
+    "A run's timing.json (wall time per phase and attempt) is copied next to results.json; a run without one still registers."
+    import json
+    from unsupervised_landmarks.pipeline import experiment_config
+    src = tmp_path / "run"; (src / "eval").mkdir(parents=True)
+    (src / "config.json").write_text(json.dumps(experiment_config("synthheads", "test").to_dict()))
+    (src / "eval" / "results.json").write_text(json.dumps({"K": 3, "rows": [{"method": "stage 2 detector", "forward_nme": 0.1}]}))
+    timing = {"attempts": [{"attempt": 1, "started": "2026-01-01T00:00:00", "total_seconds": 12.5,
+                            "phases": [{"phase": "data", "start": 0.0, "seconds": 2.0}]}]}
+    (src / "timing.json").write_text(json.dumps(timing))
+    e = register_run(src, "timed", registry=tmp_path / "reg")
+    assert load_json(e / "timing.json") == timing and "timing.json" in load_json(e / "entry.json")["files"]
+    (src / "timing.json").unlink()
+    e = register_run(src, "untimed", registry=tmp_path / "reg")
+    assert not (e / "timing.json").exists() and "timing.json" not in load_json(e / "entry.json")["files"]

@@ -542,6 +542,10 @@ def register_run(src, name: str | None = None, registry=None, command: str | Non
     files, skipped = [], []
     for a, b in copies.items():
         if (src / a).is_file(): shutil.copy2(src / a, stage / b); files.append(b)
+    t = src / "timing.json"                               # wall time per phase and attempt (small): next to results.json
+    if t.is_file():
+        if t.stat().st_size < MAX_METRICS_BYTES: shutil.copy2(t, stage / "timing.json"); files.append("timing.json")
+        else: skipped.append(f"timing.json ({t.stat().st_size / 2**20:.1f} MB)")
     m = src / "metrics.jsonl"
     if m.is_file():
         if m.stat().st_size < MAX_METRICS_BYTES: shutil.copy2(m, stage / "metrics.jsonl"); files.append("metrics.jsonl")
