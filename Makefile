@@ -37,8 +37,8 @@ nbtest: install
 pytest: install
 	$(BIN)/python -m pytest -q tests
 
-# several processes share 2 cores in the tests: OpenMP threads that spin-wait (torch, faiss) slow each other ~10x
-test nbtest pytest: export OMP_WAIT_POLICY = PASSIVE
+# several processes share 2 cores in the tests (and faiss and torch share them in training): OpenMP threads that spin-wait slow each other ~10x
+test nbtest pytest train: export OMP_WAIT_POLICY = PASSIVE
 test: install
 	$(BIN)/nbdev_test --n_workers $(NB_WORKERS)
 	$(BIN)/python -m pytest -q tests
