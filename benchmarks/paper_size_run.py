@@ -6,9 +6,11 @@ preset's input size (256 px), with ONLY the iteration counts cut. It measures sp
     python benchmarks/paper_size_run.py --quick               # smoke run: a few iterations of each, a dozen images
 
 Mind the size: one paper training step is ~1.7 TFLOP in stage 1 (16 pairs = 32 images at 256 px) and ~3.2 TFLOP in
-stage 2 (32 x 2 images). On a 2-core CPU shared with other jobs a step took 100-190 s, so the default run there takes
-more than a day (a --quick run prints the estimate for its machine); it is meant for a GPU. --quick takes ~15 minutes
-on such a CPU, and seconds with `--preset test` (the check in tests/test_benchmarks.py).
+stage 2 (32 x 2 images). On this project's 2-core CPU (one other job sharing it) a step took 32 s and 50 s, SuperPoint
+1.3 s per image and a relabelling pass 0.35 s per image, so the default run takes about 9 hours there; it is meant for
+a GPU. The run in the findings page (--n-train 300 --n-test 60 --warmup 4 --rounds 2 --round-iters 2
+--stage2-iters 4) took 27 minutes and 5.1 GB; --quick ~15 minutes; seconds with `--preset test` (the check in
+tests/test_benchmarks.py).
 
 What is cut (read from the preset, scaled, never hard-coded): stage 1 `warmup_iters`, `round_iters`, `rounds` (and the
 cosine lr's `lr_step`, by round_iters' ratio); stage 2 `iters`, `merge_warmup`, the merge interval (`merge_every`, or
