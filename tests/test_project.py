@@ -51,7 +51,7 @@ def test_hourglass_benchmark_runs():
                         "--batch", "2", "--steps", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     lines = [l for l in r.stdout.splitlines() if "img/s" in l]
-    assert len(lines) == 2 and lines[1].startswith("stage1-test") and "% of matmul peak" in lines[1], r.stdout
+    assert len(lines) == 2 and lines[1].startswith("stage1-test") and "% of the matmul peak" in lines[1], r.stdout
     assert "matmul" in r.stdout.splitlines()[0]
 
 def test_shape_check_benchmark_runs():
