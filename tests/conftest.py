@@ -18,3 +18,16 @@ def data_tmp(tmp_path, monkeypatch):
     d.mkdir()
     monkeypatch.setenv("UL_DATA_DIR", str(d))
     return d
+
+
+@pytest.fixture(scope="module")
+def learned_weights(tmp_path_factory):
+    "RANDOM weights for XFeat, ALIKED and DISK in each public file's format (loading and shapes only)."
+    import kornia.feature as KF
+    import torch
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("learned")
+    torch.save(KF.XFeat().net.state_dict(), d / "xfeat.pt")
+    torch.save(KF.ALIKED("aliked-n16").state_dict(), d / "aliked-n16.pth")
+    torch.save({"extractor": KF.DISK().state_dict()}, d / "disk-depth-save.pth", _use_new_zipfile_serialization=False)
+    return d

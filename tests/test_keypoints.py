@@ -295,15 +295,6 @@ from unsupervised_landmarks.keypoints import (ALIKED, DISK, LEARNED_INITIALIZERS
                                               weights_dir)
 
 
-@pytest.fixture(scope="module")
-def learned_weights(tmp_path_factory):
-    import kornia.feature as KF
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("learned")
-    torch.save(KF.XFeat().net.state_dict(), d / "xfeat.pt")
-    torch.save(KF.ALIKED("aliked-n16").state_dict(), d / "aliked-n16.pth")
-    torch.save({"extractor": KF.DISK().state_dict()}, d / "disk-depth-save.pth", _use_new_zipfile_serialization=False)
-    return d
 
 
 def learned(name, d, **kw):

@@ -319,16 +319,6 @@ def test_help_lists_choices_presets_and_weights_flag(capsys):
 
 
 # ---------------------------------------------------------------- the learned initializers (issue 28) in the pipeline
-@pytest.fixture(scope="module")
-def learned_weights(tmp_path_factory):
-    "RANDOM weights in each public file's format (as tests/test_keypoints.py makes them): loading only."
-    import kornia.feature as KF
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("learned")
-    torch.save(KF.XFeat().net.state_dict(), d / "xfeat.pt")
-    torch.save(KF.ALIKED("aliked-n16").state_dict(), d / "aliked-n16.pth")
-    torch.save({"extractor": KF.DISK().state_dict()}, d / "disk-depth-save.pth", _use_new_zipfile_serialization=False)
-    return d
 
 
 @pytest.mark.parametrize("name", ["xfeat", "aliked", "disk"])
