@@ -1,0 +1,2 @@
+# reproduces results/synthheads-cpu-timing-s0 (run from the repository root)
+make train
