@@ -1,0 +1,2 @@
+# reproduces results/equivariance-aliked-cpu (run from the repository root)
+mkdir -p runs/ablations/equivariance-aliked-cpu && papermill nbs/23_equivariance.ipynb runs/ablations/equivariance-aliked-cpu/23_equivariance.ipynb --cwd nbs -p out_dir ../runs/ablations/equivariance-aliked-cpu -y '{"dataset": "synthheads", "data_root": null, "preset": "cpu", "seed": 0, "overrides": {"initializer": "aliked", "initializer_args": {"upsample": 1.5, "conf_thresh": 0.1}}, "pairings": ["clustering", "equivariance"]}'
