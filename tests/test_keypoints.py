@@ -288,13 +288,12 @@ def test_superpoint_odd_image_size_and_describe(sp_weights):
 
 
 # ---------------------------------------------------------------- learned initializers (kornia): XFeat, ALIKED, DISK
-# RANDOM weights saved in each public file's format (xfeat.pt: XFeatModel's state dict; aliked-n16.pth: ALIKED's;
-# disk-depth-save.pth: {'extractor': DISK's state dict}, legacy torch format): they check loading and geometry only.
+# The `learned_weights` fixture (tests/conftest.py): RANDOM weights saved in each public file's format (xfeat.pt:
+# XFeatModel's state dict; aliked-n16.pth: ALIKED's; disk-depth-save.pth: {'extractor': DISK's state dict}, legacy
+# torch format): they check loading and geometry only.
 from unsupervised_landmarks.keypoints import (ALIKED, DISK, LEARNED_INITIALIZERS, WEIGHT_FILES, WEIGHT_WHEELS, LearnedInitializer,
                                               XFeat, install_weights, landmark_descriptor_nmi, landmark_descriptors, read_weights,
                                               weights_dir)
-
-
 
 
 def learned(name, d, **kw):

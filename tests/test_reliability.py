@@ -319,8 +319,6 @@ def test_help_lists_choices_presets_and_weights_flag(capsys):
 
 
 # ---------------------------------------------------------------- the learned initializers (issue 28) in the pipeline
-
-
 @pytest.mark.parametrize("name", ["xfeat", "aliked", "disk"])
 def test_make_initializer_learned(name, learned_weights, tmp_path, monkeypatch):
     from unsupervised_landmarks.keypoints import LEARNED_INITIALIZERS, WEIGHT_FILES
